@@ -1,0 +1,52 @@
+# makemore-lab. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED_DATA ?= ../shared/data/names.txt
+ARGS ?=
+
+.PHONY: help install data train sweep test test-all lint format tensorboard clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: a bare `torch` requirement could pull a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with torch (CPU) and the project
+
+data:  ## copy names.txt from $(SHARED_DATA) if it is there (else the first run downloads it)
+	@if [ ! -f data/names.txt ] && [ -f $(SHARED_DATA) ]; then cp $(SHARED_DATA) data/names.txt; fi
+
+train: install data  ## train the default experiment (extra overrides: make train ARGS="init.gain=1")
+	$(PY) train.py $(ARGS)
+
+sweep: install data  ## the headline sweep: BatchNorm on/off x gain 1, 5/3
+	$(PY) train.py -m model.batchnorm=true,false init.gain=1,5/3 $(ARGS)
+
+test: install data  ## the test suite (what CI runs)
+	$(PY) -m pytest
+
+test-all: install data  ## the test suite plus the slow end-to-end runs
+	$(PY) -m pytest -m ""
+
+lint: install  ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install  ## ruff: fix what it can and format
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+tensorboard: install  ## browse all runs on http://localhost:6006
+	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
+
+clean:  ## remove caches and build files (keeps outputs/ and .venv)
+	rm -rf .pytest_cache .ruff_cache build src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

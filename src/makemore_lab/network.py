@@ -1,0 +1,71 @@
+"""The makemore MLP: embedding -> flatten -> (Linear [-> BatchNorm] -> activation) x n -> Linear.
+
+Built from the hand-written layers in `layers.py` and initialised by `initialization.py`.
+Defaults are the lecture's deep network; `conf/model/` holds the presets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from makemore_lab.errors import UserError
+from makemore_lab.initialization import check_choice, init_network
+from makemore_lab.layers import ACTIVATIONS, BatchNorm1d, Embedding, Flatten, Linear
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UserError(f"model.{key}={value!r} must be a positive integer, e.g. model.{key}=10.")
+    return value
+
+
+class MLP(nn.Module):
+    """A stack of hand-written layers; `self.layers` is what the statistics callback inspects."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int = 3,
+        n_embd: int = 10,
+        n_hidden: int = 100,
+        n_layers: int = 5,
+        batchnorm: bool = True,
+        output_batchnorm: bool = True,
+        activation: str = "tanh",
+        bn: dict[str, Any] | None = None,
+        init: dict[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        for key, value in [("block_size", block_size), ("n_embd", n_embd),
+                           ("n_hidden", n_hidden), ("n_layers", n_layers)]:
+            _positive_int(key, value)
+        check_choice("model.activation", activation, ACTIVATIONS)
+        self.block_size, self.vocab_size = block_size, vocab_size
+        bn = dict(bn or {})
+        act = ACTIVATIONS[activation]
+
+        layers: list[nn.Module] = [Embedding(vocab_size, n_embd), Flatten()]
+        fan_in = n_embd * block_size
+        for _ in range(n_layers):
+            # A bias before BatchNorm is subtracted away by the batch mean: drop it.
+            layers.append(Linear(fan_in, n_hidden, bias=not batchnorm))
+            if batchnorm:
+                layers.append(BatchNorm1d(n_hidden, **bn))
+            layers.append(act())
+            fan_in = n_hidden
+        layers.append(Linear(fan_in, vocab_size, bias=not output_batchnorm))
+        if output_batchnorm:
+            layers.append(BatchNorm1d(vocab_size, **bn))
+        self.layers = nn.ModuleList(layers)
+        init_network(self.layers, generator, **(init or {}))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, vocab_size) for contexts `idx` (B, block_size) of character indices."""
+        x = idx
+        for layer in self.layers:
+            x = layer(x)
+        return x

@@ -1,0 +1,80 @@
+"""Sampling names from a trained network, and rebuilding a network from a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+
+from makemore_lab.data import Vocab
+from makemore_lab.errors import UserError
+
+
+@torch.no_grad()
+def sample_names(
+    net: nn.Module,
+    vocab: Vocab,
+    count: int = 20,
+    seed: int = 2147483647 + 10,
+    prefix: str = "",
+    max_length: int = 50,
+) -> list[str]:
+    """Sample `count` names one character at a time, like the lecture's sampling loop.
+
+    The generator is seeded with `seed` (the lecture uses 2147483647 + 10), so the same model
+    and seed give the same names. Names start with `prefix` and stop at '.' or `max_length`.
+    """
+    start = vocab.encode(prefix, f"The prefix {prefix!r}")
+    block_size = net.block_size
+    device = next(net.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    was_training = net.training
+    net.eval()  # BatchNorm must use its running statistics for a batch of one
+    names = []
+    for _ in range(count):
+        context = ([0] * block_size + start)[-block_size:]
+        out = list(start)
+        while len(out) < max_length:
+            logits = net(torch.tensor([context], device=device))
+            probs = F.softmax(logits, dim=1).cpu()
+            ix = torch.multinomial(probs, num_samples=1, generator=g).item()
+            if ix == 0:
+                break
+            context = context[1:] + [ix]
+            out.append(ix)
+        names.append("".join(vocab.itos(i) for i in out))
+    net.train(was_training)
+    return names
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, Vocab, dict[str, Any]]:
+    """The network, vocabulary and resolved config stored in a makemore-lab checkpoint."""
+    path = Path(path)
+    if path.is_dir():  # a run directory: take its last checkpoint
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise UserError(f"No checkpoint at {path}. Pass a .ckpt file or a run directory that "
+                        f"holds checkpoints/last.ckpt.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise UserError(f"The checkpoint {path} cannot be read ({type(err).__name__}: {err}). "
+                        f"It may be truncated or not a checkpoint; use another one, e.g. an "
+                        f"earlier file in the same checkpoints/ folder.") from None
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "config" not in hparams or "vocab" not in hparams or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not a makemore-lab checkpoint (it lacks the config, the "
+                        f"vocabulary or the weights). Use a checkpoint written by train.py.")
+    config, vocab = hparams["config"], Vocab(hparams["vocab"])
+    net = instantiate(config["model"], vocab_size=vocab.size, init=config["init"], _convert_="all")
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(f"The weights in {path} do not fit the network its config describes "
+                        f"({err}).") from None
+    return net, vocab, config

@@ -1,0 +1,145 @@
+"""Entry point: `train(cfg) -> metrics` and the Hydra app that calls it.
+
+`train` is plain and testable (tests call it through Hydra's compose API); `main` is what
+`python train.py` and the `makemore-train` console script run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from makemore_lab.errors import UserError
+from makemore_lab.module import MakemoreModule, split_loss
+from makemore_lab.sampling import sample_names
+
+log = logging.getLogger(__name__)
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write then rename, so a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Loggers and callbacks are dicts of named configs, so several can be selected at once."""
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the configured network, evaluate it and write the run's outputs; return metrics."""
+    started = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+
+    # One generator draws the weights (embedding first, in layer order) and then every batch's
+    # indices: the lecture's random stream, which makes its numbers reproducible to the digit.
+    generator = torch.Generator().manual_seed(cfg.seed)
+    datamodule = instantiate(cfg.data, generator=generator)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    net = instantiate(cfg.model, vocab_size=datamodule.vocab.size, init=cfg.init,
+                      generator=generator, _convert_="all")
+    module = MakemoreModule(
+        net,
+        optimizer=instantiate(cfg.optim.optimizer),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        vocab=datamodule.vocab.chars,
+    )
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=_instantiate_all(cfg.get("logger")) or False,
+                                     callbacks=_instantiate_all(cfg.get("callbacks")),
+                                     default_root_dir=str(run_dir))
+
+    fit_started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - fit_started
+
+    losses = {f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
+              for split in ("train", "val", "test")}
+    steps = trainer.global_step
+    metrics: dict[str, Any] = {
+        "status": "completed",
+        "step0_loss": module.step0_loss.item() if module.step0_loss is not None else None,
+        **losses,
+        "steps": steps,
+        "fit_seconds": round(fit_seconds, 3),
+        "steps_per_second": round(steps / fit_seconds, 1) if fit_seconds > 0 else None,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "run_dir": str(run_dir),
+    }
+    for logger in trainer.loggers:
+        logger.log_metrics({f"final/{k}": v for k, v in losses.items()}, step=steps)
+        logger.finalize("success")
+    names = sample_names(net, datamodule.vocab, count=cfg.samples.count, seed=cfg.samples.seed)
+    (run_dir / "samples.txt").write_text("\n".join(names) + "\n")
+    write_json(run_dir / "metrics.json", metrics)
+    log.info("train %.4f | val %.4f | test %.4f | %d steps at %.0f steps/s | %s",
+             losses["train_loss"], losses["val_loss"], losses["test_loss"], steps,
+             metrics["steps_per_second"] or 0, run_dir)
+    return metrics
+
+
+# --- Hydra app ----------------------------------------------------------------------------
+
+def job_dirname(num: Any, override_dirname: str) -> str:
+    """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3)."""
+    overrides = re.sub(r"[/\\]", "_", str(override_dirname))
+    return f"{num}_{overrides}" if overrides else str(num)
+
+
+OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+
+
+def varying_only(argv: list[str]) -> list[str]:
+    """In a multirun, name job directories after the overrides that vary, not the constant ones.
+
+    Hydra's `override_dirname` lists every override; we add the keys of the non-sweep ones to
+    its `exclude_keys` (unless the user set that list).
+    """
+    if not {"-m", "--multirun"} & set(argv) or any("override_dirname.exclude_keys" in a for a in argv):
+        return argv
+    candidates = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # let Hydra itself report a malformed override
+        return argv
+    constant = [o.key_or_group for o in parsed
+                if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+    if not constant:
+        return argv
+    return [*argv, f"hydra.job.config.override_dirname.exclude_keys=[{','.join(constant)}]"]
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)["val_loss"]  # returned for sweepers that optimise it
+    except UserError as err:
+        print(f"\nmakemore-lab: error: {err}\n", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    """Console entry point (`python train.py ...`, `makemore-train ...`)."""
+    sys.argv = varying_only(sys.argv)
+    _hydra_main()

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny generated names file, Hydra-composed configs, and the real CLI."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_NAMES = ROOT / "data" / "names.txt"
+
+# Small, fast settings for end-to-end runs on the tiny file.
+FAST = [
+    "trainer.max_steps=20",
+    "trainer.val_check_interval=10",
+    "trainer.enable_model_summary=false",
+    "trainer.enable_progress_bar=false",
+    "callbacks.model_checkpoint.every_n_train_steps=10",
+    "samples.count=3",
+]
+
+
+@pytest.fixture(scope="session")
+def names_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 made-up names over a 10-letter alphabet: small enough for second-long runs."""
+    rng = random.Random(0)
+    names = ["".join(rng.choice("abcdeilmnr") for _ in range(rng.randint(2, 8))) for _ in range(200)]
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(names) + "\n")
+    return path
+
+
+@pytest.fixture
+def real_names() -> Path:
+    if not REAL_NAMES.is_file():
+        pytest.skip(f"{REAL_NAMES} is absent (make data copies it; the first run downloads it)")
+    return REAL_NAMES
+
+
+@pytest.fixture
+def make_cfg(names_file: Path, tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose the real config with test overrides, writing into a temporary run dir."""
+
+    def _make(*overrides: str, fast: bool = True, data: Path | None = None) -> DictConfig:
+        base = [f"data.path={data or names_file}", "data.download=false", f"run_dir={tmp_path / 'run'}"]
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("config", overrides=[*base, *(FAST if fast else []), *overrides])
+
+    return _make
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the users' command, `python train.py ...`, from the repository root."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
