@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from makemore_lab.train import main  # noqa: E402
+from makemore_lab.train import main
 
 if __name__ == "__main__":
     main()

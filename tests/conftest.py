@@ -21,6 +21,7 @@ FAST = [
     "trainer.val_check_interval=10",
     "trainer.enable_model_summary=false",
     "trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
     "callbacks.model_checkpoint.every_n_train_steps=10",
     "samples.count=3",
 ]
@@ -30,7 +31,9 @@ FAST = [
 def names_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 made-up names over a 10-letter alphabet: small enough for second-long runs."""
     rng = random.Random(0)
-    names = ["".join(rng.choice("abcdeilmnr") for _ in range(rng.randint(2, 8))) for _ in range(200)]
+    names = [
+        "".join(rng.choice("abcdeilmnr") for _ in range(rng.randint(2, 8))) for _ in range(200)
+    ]
     path = tmp_path_factory.mktemp("data") / "names.txt"
     path.write_text("\n".join(names) + "\n")
     return path
@@ -48,7 +51,11 @@ def make_cfg(names_file: Path, tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the real config with test overrides, writing into a temporary run dir."""
 
     def _make(*overrides: str, fast: bool = True, data: Path | None = None) -> DictConfig:
-        base = [f"data.path={data or names_file}", "data.download=false", f"run_dir={tmp_path / 'run'}"]
+        base = [
+            f"data.path={data or names_file}",
+            "data.download=false",
+            f"run_dir={tmp_path / 'run'}",
+        ]
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             return compose("config", overrides=[*base, *(FAST if fast else []), *overrides])
 
@@ -57,5 +64,6 @@ def make_cfg(names_file: Path, tmp_path: Path) -> Callable[..., DictConfig]:
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the users' command, `python train.py ...`, from the repository root."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )

@@ -13,7 +13,9 @@ TOL = dict(rtol=1e-5, atol=1e-6)
 
 
 def _inputs(*shape: int, seed: int = 0) -> torch.Tensor:
-    return (torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 3 + 1).requires_grad_()
+    return (
+        torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+    ).requires_grad_()
 
 
 def test_linear_matches_functional_linear_forward_and_backward() -> None:
@@ -22,7 +24,10 @@ def test_linear_matches_functional_linear_forward_and_backward() -> None:
     nn.init.normal_(layer.bias)
     x = _inputs(4, 7)
     x2 = x.detach().clone().requires_grad_()
-    w2, b2 = (layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_())
+    w2, b2 = (
+        layer.weight.detach().clone().requires_grad_(),
+        layer.bias.detach().clone().requires_grad_(),
+    )
     out, ref = layer(x), F.linear(x2, w2.T, b2)
     torch.testing.assert_close(out, ref, **TOL)
     grad = torch.randn_like(out)
@@ -87,8 +92,12 @@ def test_batchnorm_default_is_the_lectures_unbiased_variance() -> None:
     # ...which is not torch's normalisation: the two options really differ.
     ref = nn.BatchNorm1d(4)(x)
     assert not torch.allclose(out, ref, **TOL)
-    torch.testing.assert_close(out, F.batch_norm(x, None, None, training=True, eps=1e-5) * (7 / 8) ** 0.5,
-                               rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        out,
+        F.batch_norm(x, None, None, training=True, eps=1e-5) * (7 / 8) ** 0.5,
+        rtol=1e-3,
+        atol=1e-3,
+    )
 
 
 def test_batchnorm_running_std_is_the_lectures_first_network() -> None:
@@ -97,7 +106,9 @@ def test_batchnorm_running_std_is_the_lectures_first_network() -> None:
     out = bn(x)
     std = x.std(0, keepdim=True)
     torch.testing.assert_close(out, (x - x.mean(0, keepdim=True)) / std, rtol=0, atol=1e-6)
-    torch.testing.assert_close(bn.running_std, 0.999 * torch.ones(5) + 0.001 * std.squeeze(0), **TOL)
+    torch.testing.assert_close(
+        bn.running_std, 0.999 * torch.ones(5) + 0.001 * std.squeeze(0), **TOL
+    )
     bn.eval()
     y = _inputs(3, 5, seed=1)
     torch.testing.assert_close(bn(y), (y - bn.running_mean) / bn.running_std, **TOL)
@@ -114,7 +125,9 @@ def test_batchnorm_running_stats_are_buffers_that_survive_a_state_dict_round_tri
     assert not torch.equal(fresh.running_var, torch.ones(3))
 
 
-@pytest.mark.parametrize(("ours", "ref"), [(Tanh(), torch.tanh), (ReLU(), F.relu), (Identity(), lambda t: t)])
+@pytest.mark.parametrize(
+    ("ours", "ref"), [(Tanh(), torch.tanh), (ReLU(), F.relu), (Identity(), lambda t: t)]
+)
 def test_activations_match_torch(ours: nn.Module, ref) -> None:
     x = _inputs(5, 4)
     x2 = x.detach().clone().requires_grad_()

@@ -23,8 +23,9 @@ from makemore_lab.errors import UserError
 
 # Checksums of files whose content we know; a download from any other URL is not checked.
 KNOWN_SHA256 = {
-    "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt":
-        "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d",
+    "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt": (
+        "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+    ),
 }
 END = "."  # the special token: index 0, starts every context and ends every name
 
@@ -33,22 +34,28 @@ def download_file(path: str | Path, url: str, sha256: str | None = None) -> Path
     """Fetch `url` to `path` atomically, checking its sha256 (given, or known for the URL)."""
     path = Path(path)
     expected = sha256 or KNOWN_SHA256.get(url)
-    how = (f"Download it yourself from {url} (or copy your own names file) to {path}, "
-           f"or point data.path at an existing file.")
+    how = (
+        f"Download it yourself from {url} (or copy your own names file) to {path}, "
+        f"or point data.path at an existing file."
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             payload = response.read()
     except (OSError, ValueError) as err:
-        raise UserError(f"The data file {path} does not exist and downloading it from {url} "
-                        f"failed ({err}). {how}") from None
+        raise UserError(
+            f"The data file {path} does not exist and downloading it from {url} "
+            f"failed ({err}). {how}"
+        ) from None
     digest = hashlib.sha256(payload).hexdigest()
     if expected is not None and digest != expected:
         rejected = path.with_name(path.name + ".rejected")
         rejected.write_bytes(payload)
-        raise UserError(f"The file downloaded from {url} has sha256 {digest}, not the expected "
-                        f"{expected}; it was kept aside as {rejected} and not used. {how}")
+        raise UserError(
+            f"The file downloaded from {url} has sha256 {digest}, not the expected "
+            f"{expected}; it was kept aside as {rejected} and not used. {how}"
+        )
     tmp.write_bytes(payload)
     os.replace(tmp, path)  # atomic: a reader never sees half a file
     return path
@@ -58,23 +65,33 @@ def read_words(path: str | Path) -> list[str]:
     """One name per line; blank lines are skipped. Errors name the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"The data file {path} does not exist. Set data.path to a names file "
-                        f"(one name per line), or set data.download=true to fetch the default.")
+        raise UserError(
+            f"The data file {path} does not exist. Set data.path to a names file "
+            f"(one name per line), or set data.download=true to fetch the default."
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UserError(f"The data file {path} is not UTF-8 text ({err}). It should hold one "
-                        f"name per line; check data.path.") from None
+        raise UserError(
+            f"The data file {path} is not UTF-8 text ({err}). It should hold one "
+            f"name per line; check data.path."
+        ) from None
     if "\x00" in text:
-        raise UserError(f"The data file {path} looks binary (it holds NUL bytes), not one name "
-                        f"per line; check data.path.")
+        raise UserError(
+            f"The data file {path} looks binary (it holds NUL bytes), not one name "
+            f"per line; check data.path."
+        )
     words = [line.strip() for line in text.splitlines() if line.strip()]
     if not words:
-        raise UserError(f"The data file {path} holds no names. Put one name per line in it, "
-                        f"or delete it so the default dataset is downloaded.")
+        raise UserError(
+            f"The data file {path} holds no names. Put one name per line in it, "
+            f"or delete it so the default dataset is downloaded."
+        )
     if any(END in w for w in words):
-        raise UserError(f"The data file {path} contains '{END}', which this model reserves "
-                        f"for the end of a name. Remove it from the names.")
+        raise UserError(
+            f"The data file {path} contains '{END}', which this model reserves "
+            f"for the end of a name. Remove it from the names."
+        )
     return words
 
 
@@ -103,13 +120,17 @@ class Vocab:
         """Indices of `text`; a character outside the vocabulary is a clear UserError."""
         unknown = sorted(set(text) - set(self.stoi))
         if unknown:
-            raise UserError(f"{where} contains {unknown}, which the model's vocabulary does not "
-                            f"have (it knows {END!r} and {self.chars!r}). Use only those "
-                            f"characters, or train a model on data that contains them.")
+            raise UserError(
+                f"{where} contains {unknown}, which the model's vocabulary does not "
+                f"have (it knows {END!r} and {self.chars!r}). Use only those "
+                f"characters, or train a model on data that contains them."
+            )
         return [self.stoi[c] for c in text]
 
 
-def build_dataset(words: list[str], vocab: Vocab, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def build_dataset(
+    words: list[str], vocab: Vocab, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every (context, next character) pair of every name, as in the lecture."""
     xs, ys = [], []
     for w in words:
@@ -118,7 +139,9 @@ def build_dataset(words: list[str], vocab: Vocab, block_size: int) -> tuple[torc
             xs.append(context)
             ys.append(ix)
             context = context[1:] + [ix]
-    return torch.tensor(xs, dtype=torch.long).view(-1, block_size), torch.tensor(ys, dtype=torch.long)
+    return torch.tensor(xs, dtype=torch.long).view(-1, block_size), torch.tensor(
+        ys, dtype=torch.long
+    )
 
 
 def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str], list[str]]:
@@ -132,8 +155,9 @@ def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str],
 class RandomBatches:
     """An endless iterable of training batches, uniform with replacement like `torch.randint`."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 generator: torch.Generator | None) -> None:
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None
+    ) -> None:
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -156,7 +180,7 @@ class SplitChunks:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(0, self.x.shape[0], self.chunk_size):
-            yield self.x[i:i + self.chunk_size], self.y[i:i + self.chunk_size]
+            yield self.x[i : i + self.chunk_size], self.y[i : i + self.chunk_size]
 
 
 class NamesDataModule(L.LightningDataModule):
@@ -175,12 +199,19 @@ class NamesDataModule(L.LightningDataModule):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        for key, value in [("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                           ("block_size", block_size)]:
+        for key, value in [
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("block_size", block_size),
+        ]:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UserError(f"data.{key}={value!r} must be a positive integer.")
         self.path, self.url, self.sha256, self.download = Path(path), url, sha256, download
-        self.block_size, self.batch_size, self.eval_batch_size = block_size, batch_size, eval_batch_size
+        self.block_size, self.batch_size, self.eval_batch_size = (
+            block_size,
+            batch_size,
+            eval_batch_size,
+        )
         self.split_seed, self.generator = split_seed, generator
         self.vocab: Vocab | None = None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -193,9 +224,13 @@ class NamesDataModule(L.LightningDataModule):
         if not self.splits:
             words = read_words(self.path)
             self.vocab = Vocab.from_words(words)
-            for name, part in zip(("train", "val", "test"), split_words(words, self.split_seed)):
+            for name, part in zip(
+                ("train", "val", "test"), split_words(words, self.split_seed), strict=True
+            ):
                 self.splits[name] = build_dataset(part, self.vocab, self.block_size)
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        device = (
+            self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        )
         self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
     def train_dataloader(self) -> RandomBatches:

@@ -39,8 +39,10 @@ def parse_gain(value: Any) -> float:
     elif isinstance(value, str):
         try:
             gain = float(Fraction(value.strip().replace(" ", "")))
-        except (ValueError, ZeroDivisionError) as err:
-            raise UserError(f"{hint} ({err})") from None
+        except ZeroDivisionError:
+            raise UserError(f"{hint} (It divides by zero.)") from None
+        except ValueError:
+            raise UserError(hint) from None
     else:
         raise UserError(hint)
     if not math.isfinite(gain) or gain <= 0:
@@ -94,6 +96,8 @@ def init_network(
             layer.weight.copy_(w * (output_scale if is_output and not output_bn else gain))
             if layer.bias is not None:
                 b = torch.randn(layer.bias.shape, generator=generator) if bias == "randn" else 0.0
-                layer.bias.copy_(torch.as_tensor(b) * (output_bias_scale if is_output else bias_scale))
+                layer.bias.copy_(
+                    torch.as_tensor(b) * (output_bias_scale if is_output else bias_scale)
+                )
     if output_bn:
         layers[-1].gamma.fill_(output_scale)

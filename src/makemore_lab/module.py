@@ -41,7 +41,9 @@ class MakemoreModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.step0_loss: torch.Tensor | None = None  # the first minibatch's loss, as the lecture prints
+        self.step0_loss: torch.Tensor | None = (
+            None  # the first minibatch's loss, as the lecture prints
+        )
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
 
@@ -93,4 +95,7 @@ class MakemoreModule(L.LightningModule):
             return optimizer
         # interval="step": the lecture decays the learning rate at an optimizer step, not an epoch.
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -40,8 +40,12 @@ class MLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        for key, value in [("block_size", block_size), ("n_embd", n_embd),
-                           ("n_hidden", n_hidden), ("n_layers", n_layers)]:
+        for key, value in [
+            ("block_size", block_size),
+            ("n_embd", n_embd),
+            ("n_hidden", n_hidden),
+            ("n_layers", n_layers),
+        ]:
             _positive_int(key, value)
         check_choice("model.activation", activation, ACTIVATIONS)
         self.block_size, self.vocab_size = block_size, vocab_size

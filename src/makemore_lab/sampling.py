@@ -57,24 +57,33 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, Vocab, dict[str, Any]]
     if path.is_dir():  # a run directory: take its last checkpoint
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
-        raise UserError(f"No checkpoint at {path}. Pass a .ckpt file or a run directory that "
-                        f"holds checkpoints/last.ckpt.")
+        raise UserError(
+            f"No checkpoint at {path}. Pass a .ckpt file or a run directory that "
+            f"holds checkpoints/last.ckpt."
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(f"The checkpoint {path} cannot be read ({type(err).__name__}: {err}). "
-                        f"It may be truncated or not a checkpoint; use another one, e.g. an "
-                        f"earlier file in the same checkpoints/ folder.") from None
+        raise UserError(
+            f"The checkpoint {path} cannot be read ({type(err).__name__}). "
+            f"It may be truncated or not a checkpoint; use another one, e.g. an "
+            f"earlier file in the same checkpoints/ folder."
+        ) from None
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     if "config" not in hparams or "vocab" not in hparams or "state_dict" not in ckpt:
-        raise UserError(f"{path} is not a makemore-lab checkpoint (it lacks the config, the "
-                        f"vocabulary or the weights). Use a checkpoint written by train.py.")
+        raise UserError(
+            f"{path} is not a makemore-lab checkpoint (it lacks the config, the "
+            f"vocabulary or the weights). Use a checkpoint written by train.py."
+        )
     config, vocab = hparams["config"], Vocab(hparams["vocab"])
     net = instantiate(config["model"], vocab_size=vocab.size, init=config["init"], _convert_="all")
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        raise UserError(f"The weights in {path} do not fit the network its config describes "
-                        f"({err}).") from None
+        raise UserError(
+            f"The weights in {path} do not fit the network its config describes ({err})."
+        ) from None
     return net, vocab, config

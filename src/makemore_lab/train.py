@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from makemore_lab.sampling import sample_names
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# Lightning's own deprecation noise, not actionable by users of this project.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -57,8 +60,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, generator=generator)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    net = instantiate(cfg.model, vocab_size=datamodule.vocab.size, init=cfg.init,
-                      generator=generator, _convert_="all")
+    net = instantiate(
+        cfg.model,
+        vocab_size=datamodule.vocab.size,
+        init=cfg.init,
+        generator=generator,
+        _convert_="all",
+    )
     module = MakemoreModule(
         net,
         optimizer=instantiate(cfg.optim.optimizer),
@@ -66,16 +74,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         config=OmegaConf.to_container(cfg, resolve=True),
         vocab=datamodule.vocab.chars,
     )
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=_instantiate_all(cfg.get("logger")) or False,
-                                     callbacks=_instantiate_all(cfg.get("callbacks")),
-                                     default_root_dir=str(run_dir))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        logger=_instantiate_all(cfg.get("logger")) or False,
+        callbacks=_instantiate_all(cfg.get("callbacks")),
+        default_root_dir=str(run_dir),
+    )
 
     fit_started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     fit_seconds = time.perf_counter() - fit_started
 
-    losses = {f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
-              for split in ("train", "val", "test")}
+    losses = {
+        f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
+        for split in ("train", "val", "test")
+    }
     steps = trainer.global_step
     metrics: dict[str, Any] = {
         "status": "completed",
@@ -93,13 +106,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     names = sample_names(net, datamodule.vocab, count=cfg.samples.count, seed=cfg.samples.seed)
     (run_dir / "samples.txt").write_text("\n".join(names) + "\n")
     write_json(run_dir / "metrics.json", metrics)
-    log.info("train %.4f | val %.4f | test %.4f | %d steps at %.0f steps/s | %s",
-             losses["train_loss"], losses["val_loss"], losses["test_loss"], steps,
-             metrics["steps_per_second"] or 0, run_dir)
+    log.info(
+        "train %.4f | val %.4f | test %.4f | %d steps at %.0f steps/s | %s",
+        losses["train_loss"],
+        losses["val_loss"],
+        losses["test_loss"],
+        steps,
+        metrics["steps_per_second"] or 0,
+        run_dir,
+    )
     return metrics
 
 
 # --- Hydra app ----------------------------------------------------------------------------
+
 
 def job_dirname(num: Any, override_dirname: str) -> str:
     """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3)."""
@@ -116,26 +136,41 @@ def varying_only(argv: list[str]) -> list[str]:
     Hydra's `override_dirname` lists every override; we add the keys of the non-sweep ones to
     its `exclude_keys` (unless the user set that list).
     """
-    if not {"-m", "--multirun"} & set(argv) or any("override_dirname.exclude_keys" in a for a in argv):
+    if not {"-m", "--multirun"} & set(argv) or any(
+        "override_dirname.exclude_keys" in a for a in argv
+    ):
         return argv
     candidates = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(candidates)
     except Exception:  # let Hydra itself report a malformed override
         return argv
-    constant = [o.key_or_group for o in parsed
-                if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]
+    constant = [
+        o.key_or_group
+        for o in parsed
+        if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
+    ]
     if not constant:
         return argv
     return [*argv, f"hydra.job.config.override_dirname.exclude_keys=[{','.join(constant)}]"]
+
+
+def find_user_error(err: BaseException | None) -> UserError | None:
+    """The UserError behind `err`, if any (Hydra wraps errors raised while instantiating)."""
+    while err is not None and not isinstance(err, UserError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)["val_loss"]  # returned for sweepers that optimise it
-    except UserError as err:
-        print(f"\nmakemore-lab: error: {err}\n", file=sys.stderr)
+    except Exception as err:
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
         sys.exit(2)
 
 

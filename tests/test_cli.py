@@ -1,0 +1,117 @@
+"""The users' commands, run for real: `python train.py ...` and `scripts/sample.py`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, run_cli
+
+
+def test_headline_sweep_leaves_four_job_directories_with_metrics(
+    names_file: Path, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        "model.batchnorm=true,false",
+        "init.gain=1,5/3",
+        f"data.path={names_file}",
+        "data.download=false",
+        *FAST,
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    # job number first, then only the overrides that vary; 5/3 must not nest directories
+    assert jobs == [
+        "0_init.gain=1,model.batchnorm=True",
+        "1_init.gain=5_3,model.batchnorm=True",
+        "2_init.gain=1,model.batchnorm=False",
+        "3_init.gain=5_3,model.batchnorm=False",
+    ]
+    for job in jobs:
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and metrics["steps"] == 20
+    gains = {json.loads((sweep / j / "metrics.json").read_text())["step0_loss"] for j in jobs}
+    assert len(gains) > 1  # the overrides reached the jobs
+
+
+def test_single_run_and_sample_script(names_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_cli(
+        "train.py", f"data.path={names_file}", "data.download=false", *FAST, f"hydra.run.dir={run}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (
+        run / ".hydra" / "config.yaml"
+    ).is_file()
+    sampled = run_cli("scripts/sample.py", str(run), "--count", "4", "--prefix", "ab")
+    assert sampled.returncode == 0, sampled.stderr
+    names = sampled.stdout.split()
+    assert len(names) == 4 and all(n.startswith("ab") for n in names)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["init.gain=abc"], "init.gain='abc' is not a valid gain"),
+        (["init.gain=5/0"], "init.gain='5/0' is not a valid gain.*divides by zero"),
+        (["model.n_hidden=0"], "model.n_hidden=0 must be a positive integer"),
+        (["model.n_layers=-2"], "model.n_layers=-2 must be a positive integer"),
+        (["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+        (["data.path=does/not/exist.txt"], "does/not/exist.txt does not exist"),
+        (["model.activation=gelu"], "model.activation='gelu' is not supported"),
+        (["model=transformer"], "Could not find 'model/transformer'"),
+    ],
+)
+def test_bad_input_is_one_clear_paragraph_without_a_traceback(
+    names_file: Path, tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    result = run_cli(
+        "train.py",
+        f"data.path={names_file}",
+        "data.download=false",
+        *FAST,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *overrides,
+    )
+    assert result.returncode != 0
+    assert re.search(message, result.stderr), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_data_file_is_reported(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = run_cli("train.py", f"data.path={empty}", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "holds no names" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sampling_rejects_characters_outside_the_vocabulary_and_bad_checkpoints(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    result = run_cli("scripts/sample.py", str(broken))
+    assert (
+        result.returncode == 2
+        and "cannot be read" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+    missing = run_cli("scripts/sample.py", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "No checkpoint at" in missing.stderr
+
+
+def test_help_lists_the_config_groups_and_cfg_job_prints_the_config() -> None:
+    helped = run_cli("train.py", "--help")
+    assert helped.returncode == 0
+    for group in ("model", "init", "optim", "data", "trainer", "logger", "callbacks", "experiment"):
+        assert f"{group}:" in helped.stdout, group
+    job = run_cli("train.py", "--cfg", "job")
+    assert job.returncode == 0 and "n_hidden: 100" in job.stdout
