@@ -124,3 +124,39 @@ def test_only_varying_overrides_name_the_job_directories() -> None:
         "train.py",
         "trainer.max_steps=10",
     ]
+
+
+def test_the_final_step_is_checkpointed_even_off_the_checkpoint_cadence(make_cfg) -> None:
+    cfg = make_cfg("trainer.max_steps=15", "callbacks.model_checkpoint.every_n_train_steps=10")
+    train(cfg)
+    ckpt = torch.load(Path(cfg.run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 15
+    assert (Path(cfg.run_dir) / "checkpoints" / "step15.ckpt").is_file()
+
+
+BN_ROW = [
+    "model=lecture_mlp",
+    "model.batchnorm=true",
+    "model.bn.momentum=0.001",
+    "model.bn.eps=0",
+    "model.bn.running=std",
+    "init=lecture",
+    "init.scheme=kaiming",
+    "init.gain=5/3",
+    "init.bias_scale=0.01",
+    "init.output_scale=0.01",
+    "init.output_bias_scale=0",
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "first_loss"),
+    [(["model=lecture_mlp", "init=lecture"], 27.8817), (BN_ROW, 3.3239)],
+    ids=["original", "batchnorm"],
+)
+def test_init_knobs_express_the_lecture_first_network_rows(
+    make_cfg, real_names, overrides, first_loss
+) -> None:
+    # The lecture prints 27.8817 at step 0 for its "original" init and 3.3239 for its BatchNorm row.
+    cfg = make_cfg(*overrides, "trainer.max_steps=1", "logger=csv", data=real_names)
+    assert train(cfg)["step0_loss"] == pytest.approx(first_loss, abs=5e-5)

@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from makemore_lab.errors import UserError
+from makemore_lab.errors import UserError, positive_int
 
 # Checksums of files whose content we know; a download from any other URL is not checked.
 KNOWN_SHA256 = {
@@ -204,8 +204,7 @@ class NamesDataModule(L.LightningDataModule):
             ("eval_batch_size", eval_batch_size),
             ("block_size", block_size),
         ]:
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise UserError(f"data.{key}={value!r} must be a positive integer.")
+            positive_int(f"data.{key}", value)
         self.path, self.url, self.sha256, self.download = Path(path), url, sha256, download
         self.block_size, self.batch_size, self.eval_batch_size = (
             block_size,

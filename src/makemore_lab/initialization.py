@@ -8,14 +8,13 @@ then goes on to draw the batch indices. `init_network` keeps exactly that order.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
 import torch
 from torch import nn
 
-from makemore_lab.errors import UserError
+from makemore_lab.errors import UserError, one_of
 from makemore_lab.layers import BatchNorm1d, Embedding, Linear
 
 # Gains that keep activations at unit scale through a nonlinearity (torch.nn.init.calculate_gain).
@@ -50,14 +49,6 @@ def parse_gain(value: Any) -> float:
     return gain
 
 
-def check_choice(key: str, value: Any, choices: Iterable[str]) -> str:
-    """Return `value` if it is one of `choices`, else a UserError naming the key."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise UserError(f"{key}={value!r} is not supported. Choose one of: {', '.join(choices)}.")
-    return value
-
-
 @torch.no_grad()
 def init_network(
     layers: nn.ModuleList,
@@ -77,9 +68,9 @@ def init_network(
     The last Linear is the output layer and uses `output_scheme`; `output_scale` replaces the
     gain on its weight, or sets the gamma of a BatchNorm after it.
     """
-    check_choice("init.scheme", scheme, SCHEMES)
-    output_scheme = check_choice("init.output_scheme", output_scheme or scheme, SCHEMES)
-    check_choice("init.bias", bias, BIAS_INITS)
+    one_of("init.scheme", scheme, SCHEMES)
+    output_scheme = one_of("init.output_scheme", output_scheme or scheme, SCHEMES)
+    one_of("init.bias", bias, BIAS_INITS)
     gain = parse_gain(gain)
     linears = [m for m in layers if isinstance(m, Linear)]
     # As in the lecture, "the last layer" is what gets made less confident: the output Linear,

@@ -11,15 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from makemore_lab.errors import UserError
-from makemore_lab.initialization import check_choice, init_network
+from makemore_lab.errors import one_of, positive_int
+from makemore_lab.initialization import init_network
 from makemore_lab.layers import ACTIVATIONS, BatchNorm1d, Embedding, Flatten, Linear
-
-
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError(f"model.{key}={value!r} must be a positive integer, e.g. model.{key}=10.")
-    return value
 
 
 class MLP(nn.Module):
@@ -46,8 +40,8 @@ class MLP(nn.Module):
             ("n_hidden", n_hidden),
             ("n_layers", n_layers),
         ]:
-            _positive_int(key, value)
-        check_choice("model.activation", activation, ACTIVATIONS)
+            positive_int(f"model.{key}", value)
+        one_of("model.activation", activation, ACTIVATIONS)
         self.block_size, self.vocab_size = block_size, vocab_size
         bn = dict(bn or {})
         act = ACTIVATIONS[activation]
