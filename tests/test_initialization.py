@@ -56,7 +56,7 @@ def test_lecture_first_network_original_row_draws_C_W1_b1_W2_b2_in_order() -> No
         generator=torch.Generator().manual_seed(SEED),
     )
     C, W1, b1, W2, b2 = _lecture_stream((27, 10), (30, 200), (200,), (200, 27), (27,))
-    emb, _, lin1, _, lin2 = net.layers
+    emb, (lin1, _, lin2) = net.embedding, net.layers
     for ours, ref in [
         (emb.weight, C),
         (lin1.weight, W1),
@@ -90,7 +90,7 @@ def test_lecture_kaiming_row_scales_each_tensor_and_continues_the_lectures_strea
     _, W1, b1, W2, _ = (
         torch.randn(s, generator=ref_g) for s in [(27, 10), (30, 200), (200,), (200, 27), (27,)]
     )
-    _, _, lin1, _, lin2 = net.layers
+    lin1, _, lin2 = net.layers
     torch.testing.assert_close(lin1.weight.detach(), W1 * (5 / 3) / 30**0.5)
     torch.testing.assert_close(lin1.bias.detach(), b1 * 0.01)
     torch.testing.assert_close(lin2.weight.detach(), W2 * 0.01)
@@ -123,8 +123,9 @@ def test_deep_network_is_the_lectures_layers_and_less_confident_output() -> None
     )
     assert sum(p.numel() for p in net.parameters()) == 47024  # the lecture's count
     C, W1 = _lecture_stream((27, 10), (30, 100))
-    torch.testing.assert_close(net.layers[0].weight.detach(), C, rtol=0, atol=0)
-    torch.testing.assert_close(net.layers[2].weight.detach(), W1 / 30**0.5)
+    torch.testing.assert_close(net.embedding.weight.detach(), C, rtol=0, atol=0)
+    torch.testing.assert_close(net.layers[0].weight.detach(), W1 / 30**0.5)
+    assert [type(m).__name__ for m in net.layers[:3]] == ["Linear", "BatchNorm1d", "Tanh"]
     assert all(m.bias is None for m in net.layers if isinstance(m, Linear))
     out_bn = net.layers[-1]
     assert isinstance(out_bn, BatchNorm1d)

@@ -8,6 +8,7 @@ then goes on to draw the batch indices. `init_network` keeps exactly that order.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -51,7 +52,7 @@ def parse_gain(value: Any) -> float:
 
 @torch.no_grad()
 def init_network(
-    layers: nn.ModuleList,
+    layers: Sequence[nn.Module],
     generator: torch.Generator | None,
     scheme: str = "kaiming",
     gain: Any = 1.0,

@@ -45,13 +45,6 @@ class Embedding(Layer):
         return f"{self.weight.shape[0]}, {self.weight.shape[1]}"
 
 
-class Flatten(Layer):
-    """Concatenates the context's embeddings: (B, block_size, n_embd) -> (B, block_size*n_embd)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._keep(x.view(x.shape[0], -1))
-
-
 class Linear(Layer):
     """`x @ weight + bias`, with `weight` stored (fan_in, fan_out) as in the lecture."""
 

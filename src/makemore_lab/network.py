@@ -1,4 +1,4 @@
-"""The makemore MLP: embedding -> flatten -> (Linear [-> BatchNorm] -> activation) x n -> Linear.
+"""The makemore MLP: embedding -> (Linear [-> BN] -> activation) x n -> Linear [-> BN].
 
 Built from the hand-written layers in `layers.py` and initialised by `initialization.py`.
 Defaults are the lecture's deep network; `conf/model/` holds the presets.
@@ -13,11 +13,15 @@ from torch import nn
 
 from makemore_lab.errors import one_of, positive_int
 from makemore_lab.initialization import init_network
-from makemore_lab.layers import ACTIVATIONS, BatchNorm1d, Embedding, Flatten, Linear
+from makemore_lab.layers import ACTIVATIONS, BatchNorm1d, Embedding, Linear
 
 
 class MLP(nn.Module):
-    """A stack of hand-written layers; `self.layers` is what the statistics callback inspects."""
+    """The lecture's deep network: an embedding table `C`, then the list `layers`.
+
+    As in the notebook, the embedding is not in `layers`, so layer indices match the
+    lecture's printouts ("layer 2 (Tanh)" is the first tanh).
+    """
 
     def __init__(
         self,
@@ -46,7 +50,8 @@ class MLP(nn.Module):
         bn = dict(bn or {})
         act = ACTIVATIONS[activation]
 
-        layers: list[nn.Module] = [Embedding(vocab_size, n_embd), Flatten()]
+        self.embedding = Embedding(vocab_size, n_embd)
+        layers: list[nn.Module] = []
         fan_in = n_embd * block_size
         for _ in range(n_layers):
             # A bias before BatchNorm is subtracted away by the batch mean: drop it.
@@ -59,11 +64,12 @@ class MLP(nn.Module):
         if output_batchnorm:
             layers.append(BatchNorm1d(vocab_size, **bn))
         self.layers = nn.ModuleList(layers)
-        init_network(self.layers, generator, **(init or {}))
+        init_network([self.embedding, *self.layers], generator, **(init or {}))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, vocab_size) for contexts `idx` (B, block_size) of character indices."""
-        x = idx
+        emb = self.embedding(idx)  # (B, block_size, n_embd)
+        x = emb.view(emb.shape[0], -1)  # concatenate the context's vectors
         for layer in self.layers:
             x = layer(x)
         return x
