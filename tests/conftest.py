@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -24,6 +25,7 @@ FAST = [
     "callbacks.progress_bar=null",
     "callbacks.model_checkpoint.every_n_train_steps=10",
     "samples.count=3",
+    "callbacks.dynamics.figures=false",  # figures cost seconds; tests that check them turn them on
 ]
 
 
@@ -62,8 +64,15 @@ def make_cfg(names_file: Path, tmp_path: Path) -> Callable[..., DictConfig]:
     return _make
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path = ROOT, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the users' command, `python train.py ...`, from the repository root."""
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )

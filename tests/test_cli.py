@@ -39,6 +39,11 @@ def test_headline_sweep_leaves_four_job_directories_with_metrics(
         assert metrics["status"] == "completed" and metrics["steps"] == 20
     gains = {json.loads((sweep / j / "metrics.json").read_text())["step0_loss"] for j in jobs}
     assert len(gains) > 1  # the overrides reached the jobs
+    table = run_cli("scripts/dynamics_table.py", str(sweep))
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.strip().splitlines()
+    assert rows[2].startswith("| model.batchnorm=True, init.gain=1 | ") and len(rows) == 6
+    assert "%" in rows[2] and "(layer" not in rows[0]
 
 
 def test_single_run_and_sample_script(names_file: Path, tmp_path: Path) -> None:

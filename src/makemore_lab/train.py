@@ -13,6 +13,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import lightning as L
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from makemore_lab.errors import UserError
@@ -45,8 +48,11 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the configured network, evaluate it and write the run's outputs; return metrics."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Train the configured network, evaluate it and write the run's outputs; return metrics.
+
+    `extra_callbacks` join the configured ones (benchmarks and tests use it to observe a run).
+    """
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +83,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         logger=_instantiate_all(cfg.get("logger")) or False,
-        callbacks=_instantiate_all(cfg.get("callbacks")),
+        callbacks=[*_instantiate_all(cfg.get("callbacks")), *extra_callbacks],
         default_root_dir=str(run_dir),
     )
 
@@ -103,6 +109,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_metrics({f"final/{k}": v for k, v in losses.items()}, step=steps)
         logger.finalize("success")
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()  # each job of a multirun is its own W&B run
     names = sample_names(net, datamodule.vocab, count=cfg.samples.count, seed=cfg.samples.seed)
     (run_dir / "samples.txt").write_text("\n".join(names) + "\n")
     write_json(run_dir / "metrics.json", metrics)

@@ -1,0 +1,278 @@
+"""The training-dynamics callback logs what a hand computation on the same batch gives."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import FAST, run_cli
+from makemore_lab.data import NamesDataModule
+from makemore_lab.dynamics import TrainingDynamics, tag_label
+from makemore_lab.errors import UserError
+from makemore_lab.layers import Linear
+from makemore_lab.train import train
+
+
+def read_csv(run: Path) -> dict[tuple[int, str, str], float]:
+    with (run / "dynamics.csv").open() as f:
+        return {
+            (int(r["step"]), r["layer"], r["stat"]): float(r["value"]) for r in csv.DictReader(f)
+        }
+
+
+def read_tensorboard(run: Path) -> EventAccumulator:
+    events = EventAccumulator(
+        str(run / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0, "images": 0}
+    )
+    events.Reload()
+    return events
+
+
+def by_hand(cfg, optimizer: str) -> dict[tuple[str, str], float]:
+    """Step 0 of the run, redone without Lightning: same init, same batch, same update."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    dm = NamesDataModule(path=cfg.data.path, download=False, generator=g)
+    dm.setup()
+    net = instantiate(
+        cfg.model, vocab_size=dm.vocab.size, init=cfg.init, generator=g, _convert_="all"
+    )
+    x, y = next(iter(dm.train_dataloader()))
+    for layer in net.layers:
+        layer.retain_out_grad = True
+    F.cross_entropy(net(x), y).backward()
+    want: dict[tuple[str, str], float] = {}
+    for i, layer in enumerate(net.layers):
+        t, name = layer.out, str(i)
+        want[name, "act_mean"], want[name, "act_std"] = t.mean().item(), t.std().item()
+        want[name, "act_grad_mean"], want[name, "act_grad_std"] = (
+            t.grad.mean().item(),
+            t.grad.std().item(),
+        )
+        if type(layer).__name__ == "Tanh":
+            want[name, "act_saturated_pct"] = (t.abs() > 0.97).float().mean().item() * 100
+        if type(layer).__name__ == "ReLU":
+            want[name, "act_dead_pct"] = (t == 0).all(0).float().mean().item() * 100
+    weights = {"embedding": net.embedding.weight}
+    weights |= {str(i): m.weight for i, m in enumerate(net.layers) if isinstance(m, Linear)}
+    before = {k: p.detach().clone() for k, p in weights.items()}
+    opt = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(
+        net.parameters(), lr=cfg.optim.lr
+    )
+    opt.step()
+    for k, p in weights.items():
+        want[k, "weight_grad_mean"], want[k, "weight_grad_std"] = (
+            p.grad.mean().item(),
+            p.grad.std().item(),
+        )
+        want[k, "grad_data_ratio"] = (p.grad.std() / before[k].std()).item()
+        want[k, "update_data_ratio_log10"] = math.log10(
+            ((p.detach() - before[k]).std() / before[k].std()).item()
+        )
+        if optimizer == "sgd":  # the lecture's formula, for plain SGD
+            lecture = math.log10(((cfg.optim.lr * p.grad).std() / before[k].std()).item())
+            assert want[k, "update_data_ratio_log10"] == pytest.approx(lecture, abs=1e-4)
+    return want
+
+
+@pytest.mark.parametrize(
+    ("optim", "overrides"),
+    [
+        ("sgd", ["model.batchnorm=false"]),
+        ("adam", ["optim=adam"]),
+        ("sgd", ["model.activation=relu"]),
+    ],
+    ids=["sgd-tanh", "adam-batchnorm", "sgd-relu"],
+)
+def test_step0_statistics_match_a_hand_computation_in_csv_and_tensorboard(
+    make_cfg, optim, overrides
+) -> None:
+    cfg = make_cfg(
+        "trainer.max_steps=1", "model.n_layers=2", "logger=[tensorboard,csv]", *overrides
+    )
+    train(cfg)
+    run = Path(cfg.run_dir)
+    want = by_hand(cfg, optim)
+    logged = read_csv(run)
+    assert {(layer, stat) for (_, layer, stat) in logged} == set(want)  # every statistic, no more
+    kinds = {
+        f"{i}": type(m).__name__ for i, m in enumerate(instantiate(cfg.model, vocab_size=11).layers)
+    }
+    kinds["embedding"] = "Embedding"
+    events = read_tensorboard(run)
+    for (layer, stat), value in want.items():
+        assert logged[0, layer, stat] == pytest.approx(value, rel=1e-4, abs=1e-7), (layer, stat)
+        (scalar,) = events.Scalars(f"{stat}/{tag_label(layer, kinds[layer])}")
+        assert scalar.step == 0 and scalar.value == pytest.approx(value, rel=1e-4, abs=1e-7), (
+            layer,
+            stat,
+        )
+
+
+def test_tensorboard_gets_every_kind_of_scalar_histogram_and_figure(make_cfg) -> None:
+    cfg = make_cfg(
+        "trainer.max_steps=12",
+        "callbacks.dynamics.every_n_steps=5",
+        "callbacks.dynamics.figures=true",
+    )
+    train(cfg)
+    run = Path(cfg.run_dir)
+    tags = read_tensorboard(run).Tags()
+    sections = {t.split("/")[0] for t in tags["scalars"]}
+    assert {
+        "act_mean",
+        "act_std",
+        "act_saturated_pct",
+        "act_grad_mean",
+        "act_grad_std",
+        "weight_grad_mean",
+        "weight_grad_std",
+        "grad_data_ratio",
+        "update_data_ratio_log10",
+    } <= sections
+    assert "act_saturated_pct/layer02_Tanh" in tags["scalars"]
+    assert {t.split("/")[0] for t in tags["histograms"]} == {
+        "hist_act",
+        "hist_act_grad",
+        "hist_weight_grad",
+    }
+    figures = {
+        "activations_init",
+        "gradients_init",
+        "weight_gradients_init",
+        "activations_final",
+        "gradients_final",
+        "weight_gradients_final",
+        "update_data_ratio",
+        "activations_over_time",
+    }
+    assert {t.removeprefix("figures/") for t in tags["images"]} == figures
+    assert {p.stem for p in (run / "figures").glob("*.png")} == figures
+    # collected at step 0, every 5 steps, and at the last step (11) -- and at no other step
+    assert {step for step, _, _ in read_csv(run)} == {0, 5, 10, 11}
+    report = (run / "dynamics.md").read_text()
+    assert "## Step 0 (initialization)" in report and "## Step 11 (end of training)" in report
+    assert (
+        "layer 2 (Tanh): mean " in report
+        and ", saturated: " in report
+        and "grad:data ratio" in report
+    )
+
+
+class HookSpy(Callback):
+    """Runs after the dynamics callback: counts the forward hooks left on the layers."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, bool]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        layers = pl_module.net.layers
+        retained = any(layer.out is not None and layer.out.retains_grad for layer in layers)
+        self.seen.append((sum(len(layer._forward_hooks) for layer in layers), retained))
+
+
+def test_hooks_are_removed_after_collecting_and_no_gradient_is_retained(make_cfg) -> None:
+    spy = HookSpy()
+    train(
+        make_cfg("trainer.max_steps=4", "callbacks.dynamics.every_n_steps=2"), extra_callbacks=[spy]
+    )
+    assert spy.seen == [(0, False)] * 4
+
+
+def test_every_callback_method_named_like_a_hook_is_a_lightning_hook() -> None:
+    # Lightning silently ignores a misspelt hook: make sure ours are all real.
+    ours = [name for name in vars(TrainingDynamics) if name.startswith("on_")]
+    assert ours and all(callable(getattr(Callback, name, None)) for name in ours), ours
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("every_n_steps", 0),
+        ("saturation_threshold", 1.5),
+        ("saturation_threshold", 0),
+        ("heatmap_bins", -1),
+    ],
+)
+def test_bad_callback_settings_are_rejected_by_name(key: str, value, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=rf"callbacks\.dynamics\.{key}={value}"):
+        TrainingDynamics(dirpath=str(tmp_path), **{key: value})
+
+
+def test_init_statistics_show_the_lectures_pattern(make_cfg, tmp_path: Path) -> None:
+    # Deep tanh net, no BatchNorm: gain 5/3 keeps stds near 0.65-0.75 with the first layer the most
+    # saturated; gain 1 lets the std shrink with depth; with BatchNorm the gain stops mattering.
+    def init_stats(*overrides: str) -> dict[tuple[str, str], float]:
+        cfg = make_cfg(
+            "trainer.max_steps=1",
+            "logger=csv",
+            f"run_dir={tmp_path / str(len(list(tmp_path.iterdir())))}",
+            *overrides,
+        )
+        train(cfg)
+        return {
+            (layer, stat): v
+            for (step, layer, stat), v in read_csv(Path(cfg.run_dir)).items()
+            if step == 0
+        }
+
+    tanh = ["1", "3", "5", "7", "9"]  # Linear, Tanh, Linear, Tanh, ...
+    kaiming = init_stats("model.batchnorm=false", "init.gain=5/3")
+    assert all(0.6 < kaiming[t, "act_std"] < 0.8 for t in tanh)
+    assert kaiming["1", "act_saturated_pct"] > kaiming["9", "act_saturated_pct"]
+    assert kaiming["1", "act_saturated_pct"] > 10
+    unit = init_stats("model.batchnorm=false", "init.gain=1")
+    stds = [unit[t, "act_std"] for t in tanh]
+    assert stds == sorted(stds, reverse=True) and stds[-1] < 0.6 * stds[0]
+    bn1, bn53 = init_stats("init.gain=1"), init_stats("init.gain=5/3")
+    for t in ["2", "5", "8", "11", "14"]:  # Linear, BatchNorm1d, Tanh, ...
+        assert bn1[t, "act_std"] == pytest.approx(bn53[t, "act_std"], abs=1e-3)
+        assert bn1[t, "act_saturated_pct"] == pytest.approx(bn53[t, "act_saturated_pct"], abs=0.5)
+
+
+def test_wandb_offline_gets_scalars_histograms_and_images_one_run_per_job(
+    names_file: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("wandb")
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        "init.gain=1,5/3",
+        "logger=[tensorboard,wandb]",
+        "callbacks.dynamics.every_n_steps=5",
+        f"data.path={names_file}",
+        "data.download=false",
+        *FAST,
+        f"hydra.sweep.dir={sweep}",
+        env={"WANDB_SILENT": "true", "WANDB_MODE": "offline"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0_init.gain=1", "1_init.gain=5_3"):
+        (run,) = (sweep / job / "wandb").glob("offline-run-*")  # exactly one W&B run per job
+        (events,) = run.glob("run-*.wandb")
+        data = events.read_bytes()
+        for tag in (
+            "act_saturated_pct/layer02_Tanh",
+            "update_data_ratio_log10/layer00_Linear",
+            "hist_act/layer02_Tanh",
+            "hist_weight_grad/embedding",
+            "final/val_loss",
+        ):
+            assert tag.encode() in data, (job, tag)
+        # a W&B histogram is stored as a nested item: the tag, then its "bins" and "values"
+        assert re.search(rb"hist_act/layer02_Tanh.{1,3}bins", data, re.DOTALL)
+        assert re.search(rb"hist_act_grad/layer02_Tanh.{1,3}values", data, re.DOTALL)
+        images = {
+            p.name.rsplit("_", 2)[0]
+            for p in (run / "files" / "media" / "images" / "figures").glob("*.png")
+        }
+        assert {"activations_init", "update_data_ratio", "activations_over_time"} <= images
