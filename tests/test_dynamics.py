@@ -252,6 +252,7 @@ def test_wandb_offline_gets_scalars_histograms_and_images_one_run_per_job(
         f"data.path={names_file}",
         "data.download=false",
         *FAST,
+        "callbacks.dynamics.figures=true",
         f"hydra.sweep.dir={sweep}",
         env={"WANDB_SILENT": "true", "WANDB_MODE": "offline"},
     )
