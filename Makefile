@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SHARED_DATA ?= ../shared/data/names.txt
 ARGS ?=
 
-.PHONY: help install data train sweep test test-all lint format tensorboard clean
+.PHONY: help install data train sweep bench test test-all lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -29,6 +29,9 @@ train: install data  ## train the default experiment (extra overrides: make trai
 
 sweep: install data  ## the headline sweep: BatchNorm on/off x gain 1, 5/3
 	$(PY) train.py -m model.batchnorm=true,false init.gain=1,5/3 $(ARGS)
+
+bench: install data  ## throughput with vs without the statistics callback (several minutes)
+	$(PY) scripts/bench.py $(ARGS)
 
 test: install data  ## the test suite (what CI runs)
 	$(PY) -m pytest

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import lightning as L
 from hydra import compose, initialize_config_dir
 
+from makemore_lab.dynamics import TrainingDynamics
 from makemore_lab.train import CONF_DIR, train
 
 VARIANTS = {
@@ -47,12 +48,15 @@ class StepTimer(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.dynamics = [c for c in trainer.callbacks if isinstance(c, TrainingDynamics)]
+
     @property
     def steps_per_second(self) -> float:
         return self.steps / (self.end - self.start)
 
 
-def measure(overrides: list[str], args: argparse.Namespace, workdir: Path) -> float:
+def measure(overrides: list[str], args: argparse.Namespace, workdir: Path) -> StepTimer:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(
             "config",
@@ -70,7 +74,7 @@ def measure(overrides: list[str], args: argparse.Namespace, workdir: Path) -> fl
         )
     timer = StepTimer(args.warmup)
     train(cfg, extra_callbacks=[timer])
-    return timer.steps_per_second
+    return timer
 
 
 def main() -> None:
@@ -84,16 +88,25 @@ def main() -> None:
     parser.add_argument("--data", default="data/names.txt")
     args = parser.parse_args()
     results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    collect_ms: list[float] = []  # the statistics callback's own time per collection
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for name, overrides in VARIANTS.items():
-                results[name].append(measure(overrides, args, Path(tmp)))
+                timer = measure(overrides, args, Path(tmp))
+                results[name].append(timer.steps_per_second)
+                collect_ms += [1000 * d.collect_seconds / d.collections for d in timer.dynamics]
     median = {name: statistics.median(v) for name, v in results.items()}
     print(f"\n{'variant':<14} {'median steps/s':>15}   runs")
     for name, values in results.items():
         print(f"{name:<14} {median[name]:>15.1f}   {', '.join(f'{v:.1f}' for v in values)}")
+    ms = statistics.median(collect_ms)
+    # What one collection every 1000 steps costs, relative to 1000 ordinary steps.
+    implied = ms / (1000 * 1000 / median["no_callback"]) * 100
+    print(f"statistics callback: {ms:.1f} ms per collection = {implied:.2f}% of 1000 steps' time")
     summary = {f"{name}_steps_per_s": round(v, 1) for name, v in median.items()}
     summary["default_over_no_callback"] = round(median["default"] / median["no_callback"], 3)
+    summary["callback_ms_per_collection"] = round(ms, 1)
+    summary["callback_overhead_pct_at_1000_steps"] = round(implied, 2)
     summary |= {
         "steps": args.steps,
         "warmup": args.warmup,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ class TrainingDynamics(Callback):
         self._update_series: dict[str, tuple[list[int], list[float]]] = {}
         self._heatmaps: dict[str, tuple[list[int], list[torch.Tensor], float, float]] = {}
         self._last_snapshot: dict[str, dict[str, torch.Tensor]] = {}
+        self.collections, self.collect_seconds = 0, 0.0  # the callback's own cost, for benchmarks
 
     def should_collect(self, step: int, max_steps: int) -> bool:
         return step % self.every_n_steps == 0 or (max_steps > 0 and step == max_steps - 1)
@@ -129,7 +131,10 @@ class TrainingDynamics(Callback):
             hook.remove()
         self._hooks = []
         step, self._step = self._step, None
+        started = time.perf_counter()
         self._record(trainer, step)
+        self.collections += 1
+        self.collect_seconds += time.perf_counter() - started
         if step == 0:
             self._summarise(trainer, step, "initialization")
 

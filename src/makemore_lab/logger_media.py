@@ -19,17 +19,37 @@ def figure_to_array(fig) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def log_histogram(loggers: Iterable[Logger], tag: str, values: torch.Tensor, step: int) -> None:
-    values = values.detach().float().flatten().cpu()
+def log_histogram(
+    loggers: Iterable[Logger], tag: str, values: torch.Tensor, step: int, bins: int = 64
+) -> None:
+    """One histogram of `values`, binned once with torch (TensorBoard's numpy path is slower)."""
+    loggers = [lg for lg in loggers if isinstance(lg, TensorBoardLogger | WandbLogger)]
+    if not loggers:
+        return
+    v = values.detach().float().flatten().cpu()
+    lo, hi = v.min().item(), v.max().item()
+    if not hi > lo:  # a constant tensor: one narrow bucket around its value
+        lo, hi = lo - 0.5e-6, hi + 0.5e-6
+    counts = torch.histc(v, bins=bins, min=lo, max=hi)
+    edges = torch.linspace(lo, hi, bins + 1)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_histogram(tag, values, step)
-        elif isinstance(logger, WandbLogger):
+            logger.experiment.add_histogram_raw(
+                tag,
+                min=lo,
+                max=hi,
+                num=v.numel(),
+                sum=v.sum().item(),
+                sum_squares=v.square().sum().item(),
+                bucket_limits=edges[1:].tolist(),
+                bucket_counts=counts.tolist(),
+                global_step=step,
+            )
+        else:
             import wandb
 
-            logger.experiment.log(
-                {tag: wandb.Histogram(values.numpy()), "trainer/global_step": step}
-            )
+            histogram = wandb.Histogram(np_histogram=(counts.numpy(), edges.numpy()))
+            logger.experiment.log({tag: histogram, "trainer/global_step": step})
 
 
 def log_image(loggers: Iterable[Logger], tag: str, image: np.ndarray, step: int) -> None:
