@@ -4,8 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED_DATA ?= ../shared/data/names.txt
 ARGS ?=
+ABLATION_DIR := outputs/ablation/$(shell date +%Y-%m-%d_%H-%M-%S)
+LECTURE_ROWS := original,fix_softmax,fix_tanh_saturation,kaiming,batchnorm
 
-.PHONY: help install data train sweep bench test test-all lint format tensorboard clean
+.PHONY: help install data train sweep ablation table bench test test-all lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -29,6 +31,13 @@ train: install data  ## train the default experiment (extra overrides: make trai
 
 sweep: install data  ## the headline sweep: BatchNorm on/off x gain 1, 5/3
 	$(PY) train.py -m model.batchnorm=true,false init.gain=1,5/3 $(ARGS)
+
+ablation: install data  ## the lecture's 5-row loss table at full length (200k steps each), beside its numbers
+	$(PY) train.py -m experiment=$(LECTURE_ROWS) hydra/launcher=parallel hydra.sweep.dir=$(ABLATION_DIR) $(ARGS); \
+	status=$$?; $(PY) scripts/ablation_table.py $(ABLATION_DIR) --reference; exit $$status
+
+table: install  ## the ablation table and plots of a sweep: make table SWEEP=outputs/multiruns/<timestamp>
+	$(PY) scripts/ablation_table.py $(SWEEP) --reference
 
 bench: install data  ## throughput with vs without the statistics callback (several minutes)
 	$(PY) scripts/bench.py $(ARGS)

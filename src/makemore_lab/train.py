@@ -20,7 +20,9 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
@@ -43,6 +45,24 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def resolve_threads(threads: int | None) -> int | None:
+    """Torch threads for this job: as configured, or shared fairly under a parallel launcher.
+
+    With `hydra/launcher=joblib`, n jobs run at once; each leaving torch at its default (one
+    thread per core) would oversubscribe the machine, so each gets cores // n (at least 1).
+    """
+    if threads:
+        return int(threads)
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs")
+    if n_jobs is None:
+        return None
+    cores = os.cpu_count() or 1
+    parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
+    return max(1, cores // max(1, parallel))
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """Loggers and callbacks are dicts of named configs, so several can be selected at once."""
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
@@ -57,8 +77,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
+    threads = resolve_threads(cfg.get("threads"))
+    if threads:
+        torch.set_num_threads(threads)
 
     # One generator draws the weights (embedding first, in layer order) and then every batch's
     # indices: the lecture's random stream, which makes its numbers reproducible to the digit.
@@ -104,6 +125,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         "fit_seconds": round(fit_seconds, 3),
         "steps_per_second": round(steps / fit_seconds, 1) if fit_seconds > 0 else None,
         "wall_seconds": round(time.perf_counter() - started, 3),
+        "threads": torch.get_num_threads(),
         "run_dir": str(run_dir),
     }
     for logger in trainer.loggers:
@@ -176,9 +198,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         return train(cfg)["val_loss"]  # returned for sweepers that optimise it
     except Exception as err:
         user_error = find_user_error(err)
+        metrics = Path(cfg.run_dir) / "metrics.json"
+        if metrics.parent.is_dir() and not metrics.exists():  # the table shows it as failed
+            write_json(metrics, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+        if user_error is not None:
+            print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failed job, runs the others, and exits non-zero at the end
         if user_error is None:
             raise
-        print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,0 +1,123 @@
+"""Sweeps through the real CLI with every launcher, and the ablation tables built from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import FAST, ROOT, run_cli
+
+
+def sweep(names_file: Path, out: Path, *overrides: str, env: dict[str, str] | None = None):
+    return run_cli(
+        "train.py",
+        "-m",
+        f"data.path={names_file}",
+        "data.download=false",
+        *FAST,
+        f"hydra.sweep.dir={out}",
+        *overrides,
+        env=env,
+    )
+
+
+def table(out: Path, *flags: str) -> str:
+    result = run_cli("scripts/ablation_table.py", str(out), *flags)
+    assert result.returncode == 0, result.stderr
+    for name in ("ablation.md", "ablation.csv", "loss_curves.png", "depth_init.png"):
+        assert (out / name).is_file(), name
+    return (out / "ablation.md").read_text()
+
+
+def test_lecture_presets_sweep_and_table_with_the_lectures_numbers(
+    names_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "lecture"
+    result = sweep(names_file, out, "experiment=original,batchnorm")
+    assert result.returncode == 0, result.stderr[-3000:]
+    md = table(out, "--reference")
+    rows = md.strip().splitlines()
+    assert "ref train" in rows[0] and "Δ val" in rows[0] and len(rows) == 4
+    assert rows[2].startswith("| experiment=original | 1 | completed |") and "2.1245" in rows[2]
+    assert rows[3].startswith("| experiment=batchnorm | 1 | completed |") and "2.1048" in rows[3]
+
+
+def test_a_failed_job_does_not_stop_the_sweep_and_the_table_names_it(
+    names_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "failing"
+    result = sweep(names_file, out, "init.gain=abc,1")
+    assert result.returncode != 0  # the sweep reports the failure at the end...
+    assert "init.gain='abc' is not a valid gain" in result.stderr
+    assert json.loads((out / "1_init.gain=1" / "metrics.json").read_text())["status"] == "completed"
+    failed = json.loads((out / "0_init.gain=abc" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "init.gain" in failed["error"]
+    md = table(out)  # ...and its table shows both jobs
+    assert "| init.gain=abc | 1 | failed |" in md and "| init.gain=1 | 1 | completed |" in md
+
+
+def test_repeated_seeds_are_one_row_with_mean_and_std(names_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seeds"
+    assert sweep(names_file, out, "seed=1,2", "init.gain=1,3").returncode == 0
+    md = table(out)
+    assert "| init.gain=1 | 2 | completed |" in md and "| init.gain=3 | 2 | completed |" in md
+    assert "±" in md
+
+
+def test_parallel_launcher_runs_jobs_with_one_thread_each(names_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "joblib"
+    result = sweep(names_file, out, "hydra/launcher=parallel", "init.gain=1,5/3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0_init.gain=1", "1_init.gain=5_3"):
+        metrics = json.loads((out / job / "metrics.json").read_text())
+        assert metrics["status"] == "completed" and metrics["threads"] == 1
+    assert "| init.gain=5/3 | 1 | completed |" in table(out)
+
+
+def test_submitit_local_launcher(names_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    out = tmp_path / "submitit"
+    result = sweep(
+        names_file,
+        out,
+        "hydra/launcher=submitit_local",
+        "init.gain=1,5/3",
+        "hydra.launcher.timeout_min=10",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / ".submitit").is_dir()
+    assert "| init.gain=1 | 1 | completed |" in table(out)
+
+
+def test_optuna_search_runs_two_trials_and_reports_the_best(
+    names_file: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    out = tmp_path / "optuna"
+    result = sweep(names_file, out, "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = (out / "optimization_results.yaml").read_text()
+    assert "best_value" in best and "optim.lr" in best and "init.gain" in best
+    vals = [json.loads(p.read_text())["val_loss"] for p in out.glob("*/metrics.json")]
+    assert len(vals) == 2
+    assert f"{min(vals):.6f}"[:5] in best  # the best trial is the lower val loss
+    assert table(out).count("| completed |") == 2
+
+
+def test_deep_study_is_a_multirun_over_batchnorm_gain_and_activation() -> None:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=deep_study"], return_hydra_config=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert dict(cfg.hydra.sweeper.params) == {
+        "model.batchnorm": "true,false",
+        "init.gain": "0.5,1,5/3,3",
+        "model.activation": "tanh,identity",
+    }
+
+
+def test_table_of_a_directory_without_jobs_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("scripts/ablation_table.py", str(tmp_path))
+    assert result.returncode == 2 and "holds no job directories" in result.stderr
