@@ -1,15 +1,19 @@
 """Train makemore-lab from the repository root: `python train.py [-m] [overrides...]`.
 
 All the work is in src/makemore_lab/train.py; this file only makes the package importable
-without installation and hands the command line to Hydra.
+without installation (here and in the processes a launcher such as submitit starts) and hands
+the command line to Hydra.
 """
 
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+SRC = str(Path(__file__).resolve().parent / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
-from makemore_lab.train import main
+from makemore_lab.train import main  # noqa: E402
 
 if __name__ == "__main__":
     main()
