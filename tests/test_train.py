@@ -134,29 +134,20 @@ def test_the_final_step_is_checkpointed_even_off_the_checkpoint_cadence(make_cfg
     assert (Path(cfg.run_dir) / "checkpoints" / "step15.ckpt").is_file()
 
 
-BN_ROW = [
-    "model=lecture_mlp",
-    "model.batchnorm=true",
-    "model.bn.momentum=0.001",
-    "model.bn.eps=0",
-    "model.bn.running=std",
-    "init=lecture",
-    "init.scheme=kaiming",
-    "init.gain=5/3",
-    "init.bias_scale=0.01",
-    "init.output_scale=0.01",
-    "init.output_bias_scale=0",
-]
-
-
-@pytest.mark.parametrize(
-    ("overrides", "first_loss"),
-    [(["model=lecture_mlp", "init=lecture"], 27.8817), (BN_ROW, 3.3239)],
-    ids=["original", "batchnorm"],
-)
-def test_init_knobs_express_the_lecture_first_network_rows(
-    make_cfg, real_names, overrides, first_loss
+@pytest.mark.parametrize(("preset", "first_loss"), [("original", 27.8817), ("batchnorm", 3.3239)])
+def test_lecture_presets_start_at_the_lectures_first_loss(
+    make_cfg, real_names, preset, first_loss
 ) -> None:
     # The lecture prints 27.8817 at step 0 for its "original" init and 3.3239 for its BatchNorm row.
-    cfg = make_cfg(*overrides, "trainer.max_steps=1", "logger=csv", data=real_names)
+    cfg = make_cfg(f"experiment={preset}", "trainer.max_steps=1", "logger=csv", data=real_names)
     assert train(cfg)["step0_loss"] == pytest.approx(first_loss, abs=5e-5)
+
+
+@pytest.mark.slow
+def test_kaiming_row_at_full_length_matches_the_lecture(make_cfg, real_names) -> None:
+    # 200k steps (about 10-15 minutes here): the lecture reports train 2.0377, val 2.1070.
+    cfg = make_cfg("experiment=kaiming", "logger=csv", "threads=1", fast=False, data=real_names)
+    metrics = train(cfg)
+    assert metrics["steps"] == 200_000
+    assert metrics["train_loss"] == pytest.approx(2.0377, abs=0.005)
+    assert metrics["val_loss"] == pytest.approx(2.1070, abs=0.005)

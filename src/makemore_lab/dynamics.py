@@ -76,6 +76,7 @@ class TrainingDynamics(Callback):
         self._update_series: dict[str, tuple[list[int], list[float]]] = {}
         self._heatmaps: dict[str, tuple[list[int], list[torch.Tensor], float, float]] = {}
         self._last_snapshot: dict[str, dict[str, torch.Tensor]] = {}
+        self._last_step = 0
         self.collections, self.collect_seconds = 0, 0.0  # the callback's own cost, for benchmarks
 
     def should_collect(self, step: int, max_steps: int) -> bool:
