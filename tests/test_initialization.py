@@ -40,21 +40,26 @@ def test_parse_gain_rejects_with_a_message_naming_the_value(value) -> None:
         parse_gain(value)
 
 
+def _first_network(g: torch.Generator, batchnorm: bool = False, **init) -> MLP:
+    """The lecture's first network (1 x 200 tanh), with LECTURE_INIT updated by `init`."""
+    return MLP(
+        27,
+        n_hidden=200,
+        n_layers=1,
+        batchnorm=batchnorm,
+        output_batchnorm=False,
+        init=dict(LECTURE_INIT, **init),
+        generator=g,
+    )
+
+
 def _lecture_stream(*shapes: tuple[int, ...]) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(SEED)
     return [torch.randn(s, generator=g) for s in shapes]
 
 
 def test_lecture_first_network_original_row_draws_C_W1_b1_W2_b2_in_order() -> None:
-    net = MLP(
-        27,
-        n_hidden=200,
-        n_layers=1,
-        batchnorm=False,
-        output_batchnorm=False,
-        init=LECTURE_INIT,
-        generator=torch.Generator().manual_seed(SEED),
-    )
+    net = _first_network(torch.Generator().manual_seed(SEED))
     C, W1, b1, W2, b2 = _lecture_stream((27, 10), (30, 200), (200,), (200, 27), (27,))
     emb, (lin1, _, lin2) = net.embedding, net.layers
     for ours, ref in [
@@ -69,22 +74,8 @@ def test_lecture_first_network_original_row_draws_C_W1_b1_W2_b2_in_order() -> No
 
 def test_lecture_kaiming_row_scales_each_tensor_and_continues_the_lectures_stream() -> None:
     g = torch.Generator().manual_seed(SEED)
-    init = dict(
-        LECTURE_INIT,
-        scheme="kaiming",
-        gain="5/3",
-        bias_scale=0.01,
-        output_scale=0.01,
-        output_bias_scale=0.0,
-    )
-    net = MLP(
-        27,
-        n_hidden=200,
-        n_layers=1,
-        batchnorm=False,
-        output_batchnorm=False,
-        init=init,
-        generator=g,
+    net = _first_network(
+        g, scheme="kaiming", gain="5/3", bias_scale=0.01, output_scale=0.01, output_bias_scale=0.0
     )
     ref_g = torch.Generator().manual_seed(SEED)
     _, W1, b1, W2, _ = (
@@ -102,14 +93,8 @@ def test_lecture_kaiming_row_scales_each_tensor_and_continues_the_lectures_strea
 
 
 def test_batchnorm_row_draws_no_hidden_bias() -> None:
-    net = MLP(
-        27,
-        n_hidden=200,
-        n_layers=1,
-        batchnorm=True,
-        output_batchnorm=False,
-        init=dict(LECTURE_INIT, scheme="kaiming", gain="5/3"),
-        generator=torch.Generator().manual_seed(SEED),
+    net = _first_network(
+        torch.Generator().manual_seed(SEED), batchnorm=True, scheme="kaiming", gain="5/3"
     )
     _, _, W2 = _lecture_stream((27, 10), (30, 200), (200, 27))
     lin1, lin2 = (m for m in net.layers if isinstance(m, Linear))
