@@ -144,6 +144,13 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def digits(key: str) -> int:
+    """Decimals per column: 4 for losses, 2 for std and saturation, 1 for speed and time."""
+    if key.endswith("_loss"):
+        return 4
+    return 1 if key in ("steps_per_second", "wall_seconds") else 2
+
+
 def mean_of(value: Any) -> float | None:
     return value[0] if isinstance(value, tuple) else value
 
@@ -157,7 +164,7 @@ def table(rows: list[dict[str, Any]], reference: bool) -> tuple[list[str], list[
         line = [
             r["config"],
             str(r["jobs"]),
-            *(fmt(r.get(k), 2 if "std" in k or "sat" in k else 4) for k, _ in COLUMNS),
+            *(fmt(r.get(k), digits(k)) for k, _ in COLUMNS),
         ]
         if reference:
             ref = r.get("reference") or {}
