@@ -277,3 +277,24 @@ def test_wandb_offline_gets_scalars_histograms_and_images_one_run_per_job(
             for p in (run / "files" / "media" / "images" / "figures").glob("*.png")
         }
         assert {"activations_init", "update_data_ratio", "activations_over_time"} <= images
+
+
+def test_a_diverging_run_is_recorded_not_crashed(make_cfg) -> None:
+    # A linear 5-layer net with gain 3 and a huge lr overflows to inf/NaN within a few steps:
+    # the callback must keep recording (NaN statistics, histograms of what is finite).
+    cfg = make_cfg(
+        "model.activation=identity",
+        "model.batchnorm=false",
+        "init.gain=3",
+        "optim.lr=50",
+        "trainer.max_steps=12",
+        "callbacks.dynamics.every_n_steps=3",
+        "callbacks.dynamics.figures=true",
+    )
+    metrics = train(cfg)
+    assert metrics["steps"] == 12 and metrics["status"] == "diverged"
+    assert not math.isfinite(metrics["val_loss"])
+    logged = read_csv(Path(cfg.run_dir))
+    assert any(
+        math.isnan(v) for (step, _, stat), v in logged.items() if step == 11 and stat == "act_std"
+    )

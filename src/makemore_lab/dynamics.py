@@ -260,13 +260,15 @@ class TrainingDynamics(Callback):
 
     def _add_heatmap_row(self, label: str, kind: str, t: torch.Tensor, step: int) -> None:
         t = t.detach().float().flatten()
+        t = t[torch.isfinite(t)]  # a diverging run: count what is still finite
         if label not in self._heatmaps:
             # Fixed bins per layer, so rows are comparable over time: tanh lives in (-1, 1);
             # other layers get their step-0 mean +- 4 std.
             if kind == "Tanh":
                 lo, hi = -1.0, 1.0
             else:
-                mean, std = t.mean().item(), t.std().item()
+                mean, std = (t.mean().item(), t.std().item()) if t.numel() > 1 else (0.0, 1.0)
+                mean = mean if math.isfinite(mean) else 0.0
                 std = std if math.isfinite(std) and std > 0 else 1.0
                 lo, hi = mean - 4 * std, mean + 4 * std
             self._heatmaps[label] = ([], [], lo, hi)

@@ -27,6 +27,9 @@ def log_histogram(
     if not loggers:
         return
     v = values.detach().float().flatten().cpu()
+    v = v[torch.isfinite(v)]  # a diverging run has NaN/inf: bin what is finite, if anything
+    if v.numel() == 0:
+        return
     lo, hi = v.min().item(), v.max().item()
     if not hi > lo:  # a constant tensor: one narrow bucket around its value
         lo, hi = lo - 0.5e-6, hi + 0.5e-6

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -117,8 +118,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         for split in ("train", "val", "test")
     }
     steps = trainer.global_step
+    diverged = not all(math.isfinite(v) for v in losses.values())
     metrics: dict[str, Any] = {
-        "status": "completed",
+        "status": "diverged" if diverged else "completed",
         "step0_loss": module.step0_loss.item() if module.step0_loss is not None else None,
         **losses,
         "steps": steps,
@@ -133,8 +135,13 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         logger.finalize("success")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # each job of a multirun is its own W&B run
-    names = sample_names(net, datamodule.vocab, count=cfg.samples.count, seed=cfg.samples.seed)
-    (run_dir / "samples.txt").write_text("\n".join(names) + "\n")
+    if diverged:  # a NaN model has no distribution to sample from
+        log.warning(
+            "the losses are not finite: the run diverged (try a smaller optim.lr or init.gain)"
+        )
+    else:
+        names = sample_names(net, datamodule.vocab, count=cfg.samples.count, seed=cfg.samples.seed)
+        (run_dir / "samples.txt").write_text("\n".join(names) + "\n")
     write_json(run_dir / "metrics.json", metrics)
     log.info(
         "train %.4f | val %.4f | test %.4f | %d steps at %.0f steps/s | %s",
