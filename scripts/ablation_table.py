@@ -31,16 +31,15 @@ NONLINEARITIES = {"Tanh", "ReLU", "Identity"}
 LOSSES = ("step0_loss", "train_loss", "val_loss", "test_loss")
 
 
+def job_number(job: Path) -> int:
+    """Hydra's job number, which starts every job directory's name (see conf/config.yaml)."""
+    head = job.name.split("_")[0]
+    return int(head) if head.isdigit() else -1
+
+
 def find_jobs(sweep: Path) -> list[Path]:
     jobs = [p for p in sweep.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
-    return sorted(
-        jobs,
-        key=lambda p: (
-            not p.name.split("_")[0].isdigit(),
-            int(p.name.split("_")[0]) if p.name.split("_")[0].isdigit() else 0,
-            p.name,
-        ),
-    )
+    return sorted(jobs, key=lambda p: (job_number(p), p.name))
 
 
 def read_job(job: Path) -> dict[str, Any]:

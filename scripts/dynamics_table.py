@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from ablation_table import find_jobs  # the sibling script: jobs of a sweep, in job order
+
 NONLINEARITIES = {"Tanh", "ReLU", "Identity"}
 EXTRA = {"Tanh": "act_saturated_pct", "ReLU": "act_dead_pct"}
 
@@ -50,9 +52,10 @@ def main() -> int:
         "--step", type=int, default=0, help="the collected step to show (default 0: init)"
     )
     args = parser.parse_args()
-    jobs = sorted(
-        (p for p in args.sweep.iterdir() if (p / "dynamics.csv").is_file()),
-        key=lambda p: int(p.name.split("_")[0]) if p.name.split("_")[0].isdigit() else 0,
+    jobs = (
+        [j for j in find_jobs(args.sweep) if (j / "dynamics.csv").is_file()]
+        if args.sweep.is_dir()
+        else []
     )
     if not jobs:
         print(
