@@ -27,7 +27,7 @@ def distribution_figure(tensors: dict[str, torch.Tensor], title: str) -> Figure:
         hy, hx = torch.histogram(t, bins=100, density=True)
         ax.plot(hx[:-1].numpy(), hy.numpy(), label=label)
     ax.set_title(title)
-    if tensors:
+    if ax.lines:  # a diverged run may leave nothing finite to draw
         ax.legend(fontsize="small")
     return fig
 
