@@ -41,9 +41,8 @@ class MakemoreModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.step0_loss: torch.Tensor | None = (
-            None  # the first minibatch's loss, as the lecture prints
-        )
+        # The first minibatch's loss, before any update, as the lecture prints it.
+        self.step0_loss: torch.Tensor | None = None
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
 
