@@ -1,118 +1,174 @@
-"""Throughput of the training path, measured in one run so the variants are comparable.
+"""Throughput of the training path against the lecture's own loop, measured in one run.
 
-    python scripts/bench.py                      # default callbacks vs no statistics callback
-    python scripts/bench.py --steps 6000 --repeats 5 --data data/names.txt
+    python scripts/bench.py                               # the deep network on the CPU
+    python scripts/bench.py --network lecture_mlp --steps 20000
+    python scripts/bench.py --device cuda --threads 4     # on a GPU machine
 
-Each variant trains the default deep network through the real `train()` (Lightning, Hydra
-config, loggers) for `--steps` optimizer steps; steps/s is measured from step `--warmup` to the
-last step, so one-off costs (start-up, the step-0 figures) are left out while every periodic
-collection of the statistics callback inside that window is included. Variants are interleaved
-(ABAB...) and the median over repeats is reported, because this machine's speed drifts.
-Prints a table and, last, one JSON line.
+Variants, on the same network, data and batch size:
+  reference    the lecture's loop, transcribed (`scripts/reference_loop.py`): eager, no Lightning
+  default      the project's `train()`: Lightning, default callbacks (statistics included), logger
+  no_callback  the same without the statistics callback
+  compiled     the default with `compile=true`
+Steps/s count from step `--warmup` to the last step, so one-off costs (start-up, compilation,
+the step-0 figures) are left out while every periodic collection of the statistics callback
+inside that window is included. Variants are interleaved and the median over `--repeats` is
+reported, because this machine's speed drifts. Then one default training run through the real
+CLI measures peak memory. Prints a table and, last, one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import lightning as L
+import torch
 from hydra import compose, initialize_config_dir
 
+import reference_loop
+from makemore_lab.data import NamesDataModule
 from makemore_lab.dynamics import TrainingDynamics
 from makemore_lab.train import CONF_DIR, train
 
 VARIANTS = {
+    "reference": None,
     "default": [],
     "no_callback": ["callbacks.dynamics=null"],
+    "compiled": ["compile=true"],
 }
 
 
 class StepTimer(L.Callback):
-    """Wall time between the start of step `warmup` and the end of the last step."""
+    """Wall time from the first batch at or past step `warmup` to the end of the last batch."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
+        self.warmup, self.start, self.end, self.first, self.last = warmup, None, None, 0, 0
+        self.dynamics: list[TrainingDynamics] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
+        if self.start is None and trainer.global_step >= self.warmup:
+            self._sync(pl_module)
+            self.start, self.first = time.perf_counter(), trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+        self._sync(pl_module)
+        self.end, self.last = time.perf_counter(), trainer.global_step
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.dynamics = [c for c in trainer.callbacks if isinstance(c, TrainingDynamics)]
 
+    @staticmethod
+    def _sync(pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":  # time the work, not its queueing
+            torch.cuda.synchronize()
+
     @property
     def steps_per_second(self) -> float:
-        return self.steps / (self.end - self.start)
+        if self.start is None:
+            raise SystemExit("--steps must exceed --warmup by at least one chunk of steps")
+        return (self.last - self.first) / (self.end - self.start)
 
 
-def measure(overrides: list[str], args: argparse.Namespace, workdir: Path) -> StepTimer:
+def overrides(args: argparse.Namespace) -> list[str]:
+    return [
+        f"data.path={args.data}",
+        f"model={args.network}",
+        f"trainer.max_steps={args.steps}",
+        f"trainer.val_check_interval={args.steps}",
+        f"threads={args.threads}",
+        f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+        "trainer.enable_model_summary=false",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress_bar=null",
+    ]
+
+
+def measure(variant: list[str], args: argparse.Namespace, workdir: Path) -> StepTimer:
+    run_dir = workdir / str(len(list(workdir.iterdir())))
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                f"data.path={args.data}",
-                f"trainer.max_steps={args.steps}",
-                f"threads={args.threads}",
-                f"trainer.val_check_interval={args.steps}",
-                "trainer.enable_progress_bar=false",
-                "callbacks.progress_bar=null",
-                "trainer.enable_model_summary=false",
-                f"run_dir={workdir / str(len(list(workdir.iterdir())))}",
-                *overrides,
-            ],
-        )
+        cfg = compose("config", overrides=[*overrides(args), f"run_dir={run_dir}", *variant])
     timer = StepTimer(args.warmup)
     train(cfg, extra_callbacks=[timer])
     return timer
+
+
+def measure_reference(args: argparse.Namespace) -> float:
+    dm = NamesDataModule(path=args.data, download=False)
+    dm.setup()
+    x, y = (t.to(args.device) for t in dm.splits["train"])
+    return reference_loop.steps_per_second(
+        x, y, args.network, dm.vocab.size, args.steps - args.warmup, args.warmup
+    )
+
+
+def peak_rss_of_a_default_run(args: argparse.Namespace, workdir: Path) -> float:
+    """Peak resident memory (MiB) of `python train.py` with the default callbacks and logger."""
+    cli = [a for a in overrides(args) if "progress" not in a]
+    subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *cli, f"hydra.run.dir={workdir / 'rss'}"],
+        check=True,
+        capture_output=True,
+    )
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--network", default="deep", choices=["deep", "lecture_mlp"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps per run")
+    parser.add_argument("--warmup", type=int, default=1000, help="steps left out of the timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data", default="data/names.txt")
+    parser.add_argument("--data", default=str(ROOT / "data" / "names.txt"))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
-    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    torch.set_num_threads(args.threads)
+    results: dict[str, list[float]] = {name: [] for name in args.variants}
     collect_ms: list[float] = []  # the statistics callback's own time per collection
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
-            for name, overrides in VARIANTS.items():
-                timer = measure(overrides, args, Path(tmp))
+            for name in args.variants:
+                if VARIANTS[name] is None:
+                    results[name].append(measure_reference(args))
+                    continue
+                timer = measure(VARIANTS[name], args, Path(tmp))
                 results[name].append(timer.steps_per_second)
                 collect_ms += [1000 * d.collect_seconds / d.collections for d in timer.dynamics]
+        rss = peak_rss_of_a_default_run(args, Path(tmp))
     median = {name: statistics.median(v) for name, v in results.items()}
-    print(f"\n{'variant':<14} {'median steps/s':>15}   runs")
+    print(f"\n{args.network} on {args.device}, {args.threads} thread(s), {args.steps} steps")
+    print(f"{'variant':<12} {'steps/s':>9} {'/ reference':>12}   runs")
     for name, values in results.items():
-        print(f"{name:<14} {median[name]:>15.1f}   {', '.join(f'{v:.1f}' for v in values)}")
-    ms = statistics.median(collect_ms)
-    # What one collection every 1000 steps costs, relative to 1000 ordinary steps.
-    implied = ms / (1000 * 1000 / median["no_callback"]) * 100
-    print(f"statistics callback: {ms:.1f} ms per collection = {implied:.2f}% of 1000 steps' time")
-    summary = {f"{name}_steps_per_s": round(v, 1) for name, v in median.items()}
-    summary["default_over_no_callback"] = round(median["default"] / median["no_callback"], 3)
-    summary["callback_ms_per_collection"] = round(ms, 1)
-    summary["callback_overhead_pct_at_1000_steps"] = round(implied, 2)
-    summary |= {
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "threads": args.threads,
-    }
+        ratio = median[name] / median["reference"] if "reference" in median else float("nan")
+        runs = ", ".join(f"{v:.0f}" for v in values)
+        print(f"{name:<12} {median[name]:>9.1f} {ratio:>12.2f}   {runs}")
+    summary: dict[str, object] = {f"{n}_steps_per_s": round(v, 1) for n, v in median.items()}
+    for name in median:
+        if name != "reference" and "reference" in median:
+            summary[f"{name}_over_reference"] = round(median[name] / median["reference"], 3)
+    if {"default", "no_callback"} <= set(median):
+        summary["default_over_no_callback"] = round(median["default"] / median["no_callback"], 3)
+    if collect_ms:
+        summary["callback_ms_per_collection"] = round(statistics.median(collect_ms), 1)
+        print(f"statistics callback: {summary['callback_ms_per_collection']} ms per collection")
+    summary["peak_rss_mib"] = round(rss, 1)
+    print(f"peak memory of a default {args.steps}-step run (python train.py): {rss:.0f} MiB")
+    summary |= {k: getattr(args, k) for k in ("network", "device", "steps", "warmup", "repeats")}
+    summary["threads"] = args.threads
     print(json.dumps(summary))
 
 

@@ -20,6 +20,7 @@ REAL_NAMES = ROOT / "data" / "names.txt"
 FAST = [
     "trainer.max_steps=20",
     "trainer.val_check_interval=10",
+    "data.chunk_size=5",  # several optimizer steps per training_step, as in real runs
     "trainer.enable_model_summary=false",
     "trainer.enable_progress_bar=false",
     "callbacks.progress_bar=null",

@@ -58,21 +58,25 @@ def test_split_is_random_seed_42_then_80_10_10() -> None:
     assert (train, val, test) == (expected[:80], expected[80:90], expected[90:])
 
 
-def test_training_batches_are_the_lectures_randint_stream(names_file: Path) -> None:
+def test_training_chunks_are_the_lectures_randint_stream(names_file: Path) -> None:
+    # One chunk of 5 minibatches is the lecture's 5 consecutive randint calls.
     dm = NamesDataModule(
         path=str(names_file),
         download=False,
         batch_size=8,
+        chunk_size=5,
         generator=torch.Generator().manual_seed(7),
     )
     dm.setup()
     x_all, y_all = dm.splits["train"]
     ref = torch.Generator().manual_seed(7)
-    batches = iter(dm.train_dataloader())
+    chunks = iter(dm.train_dataloader())
     for _ in range(3):
-        x, y = next(batches)
-        ix = torch.randint(0, x_all.shape[0], (8,), generator=ref)
-        assert torch.equal(x, x_all[ix]) and torch.equal(y, y_all[ix])
+        xs, ys = next(chunks)
+        assert xs.shape == (5, 8, 3) and ys.shape == (5, 8)
+        for x, y in zip(xs, ys, strict=True):
+            ix = torch.randint(0, x_all.shape[0], (8,), generator=ref)
+            assert torch.equal(x, x_all[ix]) and torch.equal(y, y_all[ix])
 
 
 def test_evaluation_sees_every_example_of_the_split_once(names_file: Path) -> None:

@@ -45,7 +45,8 @@ def by_hand(cfg, optimizer: str) -> dict[tuple[str, str], float]:
     net = instantiate(
         cfg.model, vocab_size=dm.vocab.size, init=cfg.init, generator=g, _convert_="all"
     )
-    x, y = next(iter(dm.train_dataloader()))
+    xs, ys = next(iter(dm.train_dataloader()))
+    x, y = xs[0], ys[0]  # the first minibatch of the first chunk
     for layer in net.layers:
         layer.retain_out_grad = True
     F.cross_entropy(net(x), y).backward()
@@ -182,9 +183,10 @@ class HookSpy(Callback):
 def test_hooks_are_removed_after_collecting_and_no_gradient_is_retained(make_cfg) -> None:
     spy = HookSpy()
     train(
-        make_cfg("trainer.max_steps=4", "callbacks.dynamics.every_n_steps=2"), extra_callbacks=[spy]
+        make_cfg("trainer.max_steps=8", "data.chunk_size=2", "callbacks.dynamics.every_n_steps=4"),
+        extra_callbacks=[spy],
     )
-    assert spy.seen == [(0, False)] * 4
+    assert spy.seen == [(0, False)] * 4  # 4 chunks of 2 steps; 0, 4 and 7 were collected
 
 
 def test_every_callback_method_named_like_a_hook_is_a_lightning_hook() -> None:

@@ -57,9 +57,9 @@ def test_learning_rate_decays_at_the_configured_step(make_cfg, tmp_path: Path) -
     rows = (Path(cfg.run_dir) / "csv" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     lr = [
-        (int(r.split(",")[header.index("step")]), float(r.split(",")[header.index("lr-SGD")]))
+        (int(r.split(",")[header.index("step")]), float(r.split(",")[header.index("train/lr")]))
         for r in rows[1:]
-        if r.split(",")[header.index("lr-SGD")]
+        if r.split(",")[header.index("train/lr")]
     ]
     assert {s: v for s, v in lr if s < 12} == {s: 0.1 for s, v in lr if s < 12}
     assert all(v == pytest.approx(0.01) for s, v in lr if s >= 12)

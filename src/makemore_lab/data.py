@@ -153,18 +153,32 @@ def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str],
 
 
 class RandomBatches:
-    """An endless iterable of training batches, uniform with replacement like `torch.randint`."""
+    """An endless iterable of chunks of training minibatches, drawn like the lecture's `torch.randint`.
+
+    Each item is `chunk_size` minibatches at once, `x` (chunk, batch, block) and `y` (chunk, batch):
+    one `training_step` runs one optimizer step per minibatch, so Lightning's per-batch work is
+    paid once per chunk. The indices of a chunk are one `randint` call of chunk * batch values,
+    which on the CPU generator is the same stream as `chunk` calls of `batch` values: the
+    minibatches are the lecture's, whatever the chunk size.
+    """
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator | None,
+        chunk_size: int = 1,
     ) -> None:
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
+        self.chunk_size = chunk_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = self.x.shape[0]
+        n, shape = self.x.shape[0], (self.chunk_size, self.batch_size)
         while True:
-            # The generator lives on the CPU (it is the one that drew the weights).
-            ix = torch.randint(0, n, (self.batch_size,), generator=self.generator)
+            # The generator lives on the CPU (it is the one that drew the weights); one copy of
+            # the chunk's indices to the device, then the gather happens there.
+            ix = torch.randint(0, n, shape, generator=self.generator)
             ix = ix.to(self.x.device, non_blocking=True)
             yield self.x[ix], self.y[ix]
 
@@ -194,6 +208,7 @@ class NamesDataModule(L.LightningDataModule):
         download: bool = True,
         block_size: int = 3,
         batch_size: int = 32,
+        chunk_size: int = 100,
         eval_batch_size: int = 32768,
         split_seed: int = 42,
         generator: torch.Generator | None = None,
@@ -201,6 +216,7 @@ class NamesDataModule(L.LightningDataModule):
         super().__init__()
         for key, value in [
             ("batch_size", batch_size),
+            ("chunk_size", chunk_size),
             ("eval_batch_size", eval_batch_size),
             ("block_size", block_size),
         ]:
@@ -211,7 +227,7 @@ class NamesDataModule(L.LightningDataModule):
             batch_size,
             eval_batch_size,
         )
-        self.split_seed, self.generator = split_seed, generator
+        self.split_seed, self.generator, self.chunk_size = split_seed, generator, chunk_size
         self.vocab: Vocab | None = None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -233,7 +249,9 @@ class NamesDataModule(L.LightningDataModule):
         self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
     def train_dataloader(self) -> RandomBatches:
-        return RandomBatches(*self.splits["train"], self.batch_size, self.generator)
+        return RandomBatches(
+            *self.splits["train"], self.batch_size, self.generator, self.chunk_size
+        )
 
     def eval_batches(self, split: str) -> SplitChunks:
         return SplitChunks(*self.splits[split], self.eval_batch_size)

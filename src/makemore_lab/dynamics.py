@@ -6,7 +6,9 @@ arms forward hooks on the network's layers for that one step and records:
 - activation gradients (d loss / d layer output): mean, std;
 - weights (the embedding and every 2-D weight): gradient mean and std, grad:data ratio, and
   log10 of the update:data ratio, from the parameters just before and after the optimizer step.
-On every other step it does nothing: no hook fires, no gradient is retained, no device sync.
+A Lightning batch is a chunk of optimizer steps (see `data.RandomBatches`): the hooks stay on
+for a chunk that holds a step to collect and record that step only. In every other chunk the
+callback does nothing: no hook fires, no gradient is retained, no device sync.
 The numbers go to the loggers (scalars, histograms), to `dynamics.csv`, and at step 0 and at the
 end to a text report (`dynamics.md`) and the lecture's figures (`figures/*.png`, logged as images).
 """
@@ -64,7 +66,9 @@ class TrainingDynamics(Callback):
         self.dirpath = Path(dirpath)
         self.every_n_steps, self.threshold = every_n_steps, saturation_threshold
         self.histograms, self.figures, self.heatmap_bins = histograms, figures, heatmap_bins
-        self._step: int | None = None  # the step being collected, None on ordinary steps
+        self._targets: set[int] = set()  # the steps of the current chunk to collect
+        self._trainer: L.Trainer | None = None
+        self._step_hook: RemovableHandle | None = None
         self._hooks: list[RemovableHandle] = []
         self._acts: dict[str, torch.Tensor] = {}
         self._act_grads: dict[str, torch.Tensor] = {}
@@ -100,23 +104,46 @@ class TrainingDynamics(Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if not self.should_collect(trainer.global_step, trainer.max_steps):
+        # A batch is a chunk of minibatches, one optimizer step each: find the steps of this
+        # chunk to collect. Layer hooks are armed for exactly those steps, each of which runs
+        # eagerly (a compiled step would not call our hooks, and would recompile around them).
+        first = trainer.global_step
+        last = first + batch[0].shape[0]
+        if trainer.max_steps > 0:
+            last = min(last, trainer.max_steps)
+        self._targets = {s for s in range(first, last) if self.should_collect(s, trainer.max_steps)}
+        if not self._targets:
             return
-        self._step = trainer.global_step
-        self._acts, self._act_grads = {}, {}
-        for name, layer in self._layers.items():
-            self._hooks.append(layer.register_forward_hook(self._capture(name)))
+        self._trainer = trainer
+        pl_module.eager_steps |= self._targets
+        # torch's post-step hook runs after each update of the chunk, still at that step.
+        self._step_hook = trainer.optimizers[0].register_step_post_hook(self._after_update)
+        if first in self._targets:
+            self._arm()
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         # After backward, before the update: gradients are final, parameters not yet changed.
-        if self._step is None:
+        if trainer.global_step not in self._targets:
             return
         self._grads = {
             k: p.grad.detach().clone() for k, (_, p) in self._weights.items() if p.grad is not None
         }
         self._before = {k: p.detach().clone() for k, (_, p) in self._weights.items()}
+
+    def _after_update(self, *_: Any) -> None:
+        step = self._trainer.global_step
+        if step in self._targets:
+            self._disarm()
+            started = time.perf_counter()
+            self._record(self._trainer, step)
+            self.collections += 1
+            self.collect_seconds += time.perf_counter() - started
+            if step == 0:
+                self._summarise(self._trainer, step, "initialization")
+        if step + 1 in self._targets:
+            self._arm()
 
     def on_train_batch_end(
         self,
@@ -126,18 +153,22 @@ class TrainingDynamics(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        if self._step is None:
+        if not self._targets:
             return
+        self._disarm()
+        self._step_hook.remove()
+        pl_module.eager_steps -= self._targets
+        self._targets = set()
+
+    def _arm(self) -> None:
+        self._acts, self._act_grads = {}, {}
+        for name, layer in self._layers.items():
+            self._hooks.append(layer.register_forward_hook(self._capture(name)))
+
+    def _disarm(self) -> None:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        step, self._step = self._step, None
-        started = time.perf_counter()
-        self._record(trainer, step)
-        self.collections += 1
-        self.collect_seconds += time.perf_counter() - started
-        if step == 0:
-            self._summarise(trainer, step, "initialization")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.latest and self._last_step > 0:

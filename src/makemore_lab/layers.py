@@ -27,7 +27,9 @@ class Layer(nn.Module):
     def _keep(self, out: torch.Tensor) -> torch.Tensor:
         if self.retain_out_grad and out.requires_grad:
             out.retain_grad()
-        self.out = out
+        # A plain attribute write: nn.Module.__setattr__ would first look for a parameter,
+        # buffer or submodule named "out", which costs more than some of the layers' math.
+        object.__setattr__(self, "out", out)
         return out
 
 
@@ -103,12 +105,13 @@ class BatchNorm1d(Layer):
 
     @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, scale: torch.Tensor) -> None:
+        # The lecture's `(1 - m) * running + m * batch`, rounded the same way, in place.
         m = self.momentum
-        self.running_mean.copy_((1 - m) * self.running_mean + m * mean)
+        self.running_mean.mul_(1 - m).add_(m * mean)
         if self.running == "var":
-            self.running_var.copy_((1 - m) * self.running_var + m * var)
+            self.running_var.mul_(1 - m).add_(m * var)
         else:
-            self.running_std.copy_((1 - m) * self.running_std + m * scale)
+            self.running_std.mul_(1 - m).add_(m * scale)
 
     def extra_repr(self) -> str:
         return (

@@ -27,7 +27,14 @@ def split_loss(net: nn.Module, batches: Iterable[Batch]) -> float:
 
 
 class MakemoreModule(L.LightningModule):
-    """Wraps the network; `config` and `vocab` go into the checkpoint so it can be rebuilt."""
+    """Wraps the network; `config` and `vocab` go into the checkpoint so it can be rebuilt.
+
+    Optimization is manual: a batch is a chunk of minibatches (see `data.RandomBatches`) and
+    `training_step` runs one optimizer step per minibatch, so Lightning's per-batch machinery
+    is paid once per chunk while `trainer.global_step` still counts optimizer steps (Lightning
+    counts each `optimizer.step()` of a manual loop). `max_steps`, the learning-rate schedule,
+    logging and the statistics callback therefore keep their meaning in optimizer steps.
+    """
 
     def __init__(
         self,
@@ -36,26 +43,79 @@ class MakemoreModule(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         config: dict[str, Any] | None = None,
         vocab: str = "",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.automatic_optimization = False
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        # compile=true: the forward and loss of a step go through torch.compile (backward comes
+        # with it, by AOTAutograd). Steps in `eager_steps` run uncompiled, so that hooks on the
+        # layers (the statistics callback's) see them without forcing a recompilation.
+        self.compiled_loss = torch.compile(self.minibatch_loss) if compile else None
+        self.eager_steps: set[int] = set()
         # The first minibatch's loss, before any update, as the lecture prints it.
         self.step0_loss: torch.Tensor | None = None
+        self._loss_sum, self._loss_count = torch.zeros(()), 0
+        self._pending: list[tuple[int, torch.Tensor, float]] = []  # (step, mean loss, lr)
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.net(idx)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = F.cross_entropy(self.net(x), y)
-        if self.step0_loss is None and self.global_step == 0:
-            self.step0_loss = loss.detach()
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+    def minibatch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.net(x), y)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        xs, ys = batch  # (chunk, batch, block), (chunk, batch)
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        max_steps = self.trainer.max_steps
+        n = xs.shape[0] if max_steps < 0 else min(xs.shape[0], max_steps - self.global_step)
+        log_every = self.trainer.log_every_n_steps
+        for x, y in zip(xs[:n], ys[:n], strict=True):
+            step = self.global_step
+            if self.compiled_loss is None or step in self.eager_steps:
+                loss = self.minibatch_loss(x, y)
+            else:
+                loss = self.compiled_loss(x, y)
+            if step == 0 and self.step0_loss is None:
+                self.step0_loss = loss.detach()
+            # The lecture's order: clear the gradients, backward, update, then the schedule.
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            self._loss_sum += loss.detach()
+            self._loss_count += 1
+            if log_every > 0 and (step + 1) % log_every == 0:
+                # Kept as a tensor: the values reach the loggers at the end of the chunk, with
+                # one device sync for all of them instead of one per logged step.
+                self._pending.append((step, self._loss_sum / self._loss_count, lr))
+                self._loss_sum, self._loss_count = torch.zeros((), device=loss.device), 0
+        self._flush_logs()
+        self.log("train/loss", loss.detach(), prog_bar=True, logger=False)
+
+    def on_train_start(self) -> None:
+        self._loss_sum, self._loss_count = torch.zeros((), device=self.device), 0
+
+    def _flush_logs(self) -> None:
+        """Send the chunk's logged points to the loggers, at their own optimizer steps.
+
+        We log to `self.loggers` directly rather than through `self.log`, whose x-axis is the
+        number of Lightning batches, which a chunk of minibatches would make wrong.
+        """
+        if not self._pending:
+            return
+        losses = torch.stack([loss for _, loss, _ in self._pending]).tolist()
+        for (step, _, lr), loss in zip(self._pending, losses, strict=True):
+            for logger in self.loggers:
+                logger.log_metrics({"train/loss": loss, "train/lr": lr}, step=step)
+        self._pending = []
 
     # Validation and test: sum the loss over the whole split, then divide once, so the
     # number is the split's mean loss whatever the chunking.
@@ -68,7 +128,11 @@ class MakemoreModule(L.LightningModule):
         self._eval_count += y.numel()
 
     def _eval_end(self, name: str) -> None:
-        self.log(f"{name}/loss", self._eval_sum / max(self._eval_count, 1), prog_bar=True)
+        loss = self._eval_sum / max(self._eval_count, 1)
+        self.log(f"{name}/loss", loss, prog_bar=True, logger=False)
+        if not self.trainer.sanity_checking:
+            for logger in self.loggers:  # at the optimizer step, like train/loss
+                logger.log_metrics({f"{name}/loss": loss.item()}, step=self.global_step)
 
     def on_validation_epoch_start(self) -> None:
         self._eval_start()
@@ -92,7 +156,8 @@ class MakemoreModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        # interval="step": the lecture decays the learning rate at an optimizer step, not an epoch.
+        # `training_step` steps the scheduler after every optimizer step (manual optimization),
+        # as the lecture decays the learning rate at an optimizer step, not an epoch.
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,

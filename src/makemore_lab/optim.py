@@ -30,7 +30,9 @@ class LectureSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p += -group["lr"] * p.grad
+            params = [p for p in group["params"] if p.grad is not None]
+            # Two roundings, as the lecture: the product `-lr * grad`, then the sum. The
+            # foreach calls do each for all parameters at once (one call, not one per tensor).
+            steps = torch._foreach_mul([p.grad for p in params], -group["lr"])
+            torch._foreach_add_(params, steps)
         return loss

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 # Lightning's own deprecation noise, not actionable by users of this project.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# With manual optimization ModelCheckpoint warns that it saves the state after the step's
+# update; that is what we want (a checkpoint at step N holds N updates).
+warnings.filterwarnings("ignore", message=r".*pre-optimization state was saved")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -62,6 +65,31 @@ def resolve_threads(threads: int | None) -> int | None:
     cores = os.cpu_count() or 1
     parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
     return max(1, cores // max(1, parallel))
+
+
+def batch_cadences(cfg: DictConfig) -> dict[str, Any]:
+    """Lightning's batch-counted settings, from our step-counted config.
+
+    A Lightning batch is `data.chunk_size` optimizer steps, and Lightning validates and saves
+    checkpoints between batches: those cadences must be multiples of the chunk, and
+    `val_check_interval` (steps in our config) becomes a number of batches.
+    """
+    chunk = cfg.data.chunk_size
+    steps = {"trainer.val_check_interval": cfg.trainer.get("val_check_interval")}
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if callback is not None and callback.get("every_n_train_steps"):
+            steps[f"callbacks.{name}.every_n_train_steps"] = callback.every_n_train_steps
+    for key, value in steps.items():
+        if isinstance(value, int) and value % chunk:
+            divisors = [d for d in range(chunk, 0, -1) if value % d == 0][:1]
+            raise UserError(
+                f"{key}={value} is not a multiple of data.chunk_size={chunk}: one training "
+                f"step runs {chunk} optimizer steps, and Lightning validates and saves "
+                f"checkpoints only between them. Use a multiple of {chunk} for {key}, or a "
+                f"chunk size that divides {value} (e.g. data.chunk_size={divisors[0]})."
+            )
+    interval = steps["trainer.val_check_interval"]
+    return {"val_check_interval": interval // chunk} if isinstance(interval, int) else {}
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -101,9 +129,11 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
         config=OmegaConf.to_container(cfg, resolve=True),
         vocab=datamodule.vocab.chars,
+        compile=cfg.compile,
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
+        **batch_cadences(cfg),
         logger=_instantiate_all(cfg.get("logger")) or False,
         callbacks=[*_instantiate_all(cfg.get("callbacks")), *extra_callbacks],
         default_root_dir=str(run_dir),
