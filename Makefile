@@ -39,7 +39,7 @@ ablation: install data  ## the lecture's 5-row loss table at full length (200k s
 table: install  ## the ablation table and plots of a sweep: make table SWEEP=outputs/multiruns/<timestamp>
 	$(PY) scripts/ablation_table.py $(SWEEP) --reference
 
-bench: install data  ## throughput with vs without the statistics callback (several minutes)
+bench: install data  ## steps/s against the lecture's own loop: default, no statistics, compiled (minutes)
 	$(PY) scripts/bench.py $(ARGS)
 
 test: install data  ## the test suite (what CI runs)

@@ -3,6 +3,7 @@
     python scripts/bench.py                               # the deep network on the CPU
     python scripts/bench.py --network lecture_mlp --steps 20000
     python scripts/bench.py --device cuda --threads 4     # on a GPU machine
+    python scripts/bench.py --variants default -- data.chunk_size=10   # with Hydra overrides
 
 Variants, on the same network, data and batch size:
   reference    the lecture's loop, transcribed (`scripts/reference_loop.py`): eager, no Lightning
@@ -28,9 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # reference_loop.py
 
 import lightning as L
 import torch
@@ -41,6 +41,7 @@ from makemore_lab.data import NamesDataModule
 from makemore_lab.dynamics import TrainingDynamics
 from makemore_lab.train import CONF_DIR, train
 
+ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "reference": None,
     "default": [],
@@ -91,6 +92,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
         "trainer.enable_model_summary=false",
         "trainer.enable_progress_bar=false",
         "callbacks.progress_bar=null",
+        *args.overrides,
     ]
 
 
@@ -135,6 +137,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default=str(ROOT / "data" / "names.txt"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the project's runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, list[float]] = {name: [] for name in args.variants}

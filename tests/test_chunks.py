@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import run_cli
 from makemore_lab.train import train
-from tests.conftest import run_cli
 
 STEPS = [
     "trainer.max_steps=26",  # not a multiple of the chunk: the last chunk is cut short
@@ -83,3 +83,32 @@ def test_a_cadence_that_splits_a_chunk_is_refused_with_the_fix(names_file: Path,
     )
     assert "data.chunk_size=91" in result.stderr  # the largest chunk that divides 1001
     assert "Traceback" not in result.stderr
+
+
+def test_compiled_training_follows_the_eager_loss_trajectory(make_cfg, tmp_path: Path) -> None:
+    from torch._dynamo.utils import counters
+
+    common = [
+        "trainer.max_steps=30",
+        "trainer.log_every_n_steps=1",
+        "model.n_layers=2",
+        "model.n_hidden=32",
+        "callbacks.dynamics.every_n_steps=10",  # collected steps run eagerly, the rest compiled
+        "logger=csv",
+    ]
+    eager = make_cfg(*common, f"run_dir={tmp_path / 'eager'}")
+    compiled = make_cfg(*common, "compile=true", f"run_dir={tmp_path / 'compiled'}")
+    train(eager)
+    torch._dynamo.reset()
+    counters.clear()
+    train(compiled)
+    assert counters["stats"]["unique_graphs"] >= 1  # something was compiled...
+    assert not counters["recompiles"]  # ...once: the statistics' eager steps cost no recompile
+
+    def losses(cfg) -> list[float]:
+        points = logged_points(Path(cfg.run_dir))
+        return [float(v) for _, v in sorted((s, v) for s, k, v in points if k == "train/loss")]
+
+    assert len(losses(eager)) == 30
+    # Fused kernels round differently, so not bit for bit; a real difference would be far larger.
+    assert losses(compiled) == pytest.approx(losses(eager), rel=1e-3)

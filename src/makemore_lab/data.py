@@ -153,7 +153,7 @@ def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str],
 
 
 class RandomBatches:
-    """An endless iterable of chunks of training minibatches, drawn like the lecture's `torch.randint`.
+    """Endless chunks of training minibatches, drawn like the lecture's `torch.randint`.
 
     Each item is `chunk_size` minibatches at once, `x` (chunk, batch, block) and `y` (chunk, batch):
     one `training_step` runs one optimizer step per minibatch, so Lightning's per-batch work is
