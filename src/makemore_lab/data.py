@@ -208,7 +208,7 @@ class NamesDataModule(L.LightningDataModule):
         download: bool = True,
         block_size: int = 3,
         batch_size: int = 32,
-        chunk_size: int = 100,
+        chunk_size: int = 500,
         eval_batch_size: int = 32768,
         split_seed: int = 42,
         generator: torch.Generator | None = None,

@@ -73,10 +73,10 @@ class MakemoreModule(L.LightningModule):
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         max_steps = self.trainer.max_steps
-        n = xs.shape[0] if max_steps < 0 else min(xs.shape[0], max_steps - self.global_step)
+        first = self.global_step  # each optimizer.step() below adds one to it
+        n = xs.shape[0] if max_steps < 0 else min(xs.shape[0], max_steps - first)
         log_every = self.trainer.log_every_n_steps
-        for x, y in zip(xs[:n], ys[:n], strict=True):
-            step = self.global_step
+        for step, x, y in zip(range(first, first + n), xs[:n], ys[:n], strict=True):
             if self.compiled_loss is None or step in self.eager_steps:
                 loss = self.minibatch_loss(x, y)
             else:
