@@ -120,3 +120,18 @@ def test_help_lists_the_config_groups_and_cfg_job_prints_the_config() -> None:
         assert f"{group}:" in helped.stdout, group
     job = run_cli("train.py", "--cfg", "job")
     assert job.returncode == 0 and "n_hidden: 100" in job.stdout
+
+
+def test_the_progress_bar_counts_optimizer_steps(names_file: Path, tmp_path: Path) -> None:
+    shown = [o for o in FAST if "progress" not in o]  # the default bar, on
+    result = run_cli(
+        "train.py",
+        f"data.path={names_file}",
+        "data.download=false",
+        *shown,
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 20 steps in chunks of 5: the bar ends at 20/20 steps, not at 4 batches out of 20
+    assert re.search(r"Steps: 100%\|[^|]*\| 20/20 \[", result.stdout), result.stdout[-2000:]
+    assert "step/s" in result.stdout

@@ -78,3 +78,23 @@ def test_original_preset_follows_the_lectures_loop_bit_for_bit(make_cfg, real_na
     ]
     for mine, lecture in zip(ours, parameters, strict=True):
         assert torch.equal(mine, lecture.detach())
+
+
+def test_foreach_updates_are_the_per_tensor_updates_bit_for_bit() -> None:
+    # `foreach: true` (the default in conf/optim/) is a speed setting, never a numerical one.
+    g = torch.Generator().manual_seed(0)
+    shapes = [(27, 10), (30, 100), (100,), (100, 27)]
+    for make in (
+        lambda ps, fe: LectureSGD(ps, lr=0.1, foreach=fe),
+        lambda ps, fe: torch.optim.SGD(ps, lr=0.1, foreach=fe),
+    ):
+        start = [torch.randn(s, generator=g) for s in shapes]
+        grads = [torch.randn(s, generator=g) * 10 for s in shapes]
+        results = []
+        for foreach in (True, False):
+            params = [torch.nn.Parameter(t.clone()) for t in start]
+            for p, grad in zip(params, grads, strict=True):
+                p.grad = grad.clone()
+            make(params, foreach).step()
+            results.append(params)
+        assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))

@@ -69,7 +69,8 @@ def test_repeated_seeds_are_one_row_with_mean_and_std(names_file: Path, tmp_path
 
 def test_parallel_launcher_runs_jobs_with_one_thread_each(names_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "joblib"
-    result = sweep(names_file, out, "hydra/launcher=parallel", "init.gain=1,5/3")
+    # threads=null: each job's share of the cores is computed, not the configured default
+    result = sweep(names_file, out, "hydra/launcher=parallel", "threads=null", "init.gain=1,5/3")
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0_init.gain=1", "1_init.gain=5_3"):
         metrics = json.loads((out / job / "metrics.json").read_text())

@@ -57,7 +57,7 @@ class MakemoreModule(L.LightningModule):
         self.eager_steps: set[int] = set()
         # The first minibatch's loss, before any update, as the lecture prints it.
         self.step0_loss: torch.Tensor | None = None
-        self._loss_sum, self._loss_count = torch.zeros(()), 0
+        self._window: list[torch.Tensor] = []  # the losses since the last logged point
         self._pending: list[tuple[int, torch.Tensor, float]] = []  # (step, mean loss, lr)
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
@@ -90,18 +90,15 @@ class MakemoreModule(L.LightningModule):
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            self._loss_sum += loss.detach()
-            self._loss_count += 1
-            if log_every > 0 and (step + 1) % log_every == 0:
-                # Kept as a tensor: the values reach the loggers at the end of the chunk, with
-                # one device sync for all of them instead of one per logged step.
-                self._pending.append((step, self._loss_sum / self._loss_count, lr))
-                self._loss_sum, self._loss_count = torch.zeros((), device=loss.device), 0
+            if log_every > 0:
+                self._window.append(loss.detach())  # no arithmetic per step, a reference
+                if (step + 1) % log_every == 0:
+                    # Kept as a tensor: the points reach the loggers at the end of the chunk,
+                    # with one device sync for all of them, not one per logged step.
+                    self._pending.append((step, torch.stack(self._window).mean(), lr))
+                    self._window = []
         self._flush_logs()
         self.log("train/loss", loss.detach(), prog_bar=True, logger=False)
-
-    def on_train_start(self) -> None:
-        self._loss_sum, self._loss_count = torch.zeros((), device=self.device), 0
 
     def _flush_logs(self) -> None:
         """Send the chunk's logged points to the loggers, at their own optimizer steps.

@@ -18,10 +18,13 @@ import torch
 class LectureSGD(torch.optim.Optimizer):
     """Plain SGD, `p.data += -lr * p.grad`, with no momentum or weight decay."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 0.1) -> None:
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter], lr: float = 0.1, foreach: bool = True
+    ) -> None:
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
         super().__init__(params, {"lr": lr})
+        self.foreach = foreach
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -33,6 +36,11 @@ class LectureSGD(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             # Two roundings, as the lecture: the product `-lr * grad`, then the sum. The
             # foreach calls do each for all parameters at once (one call, not one per tensor).
-            steps = torch._foreach_mul([p.grad for p in params], -group["lr"])
-            torch._foreach_add_(params, steps)
+            if self.foreach:
+                torch._foreach_add_(
+                    params, torch._foreach_mul([p.grad for p in params], -group["lr"])
+                )
+            else:
+                for p in params:
+                    p += -group["lr"] * p.grad
         return loss
