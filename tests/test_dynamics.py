@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import FAST, run_cli
 from makemore_lab.data import NamesDataModule
 from makemore_lab.dynamics import TrainingDynamics, tag_label
-from makemore_lab.errors import UserError
+from makemore_lab.errors import TrainingDiverged, UserError
 from makemore_lab.layers import Linear
 from makemore_lab.train import train
 
@@ -281,22 +282,28 @@ def test_wandb_offline_gets_scalars_histograms_and_images_one_run_per_job(
         assert {"activations_init", "update_data_ratio", "activations_over_time"} <= images
 
 
-def test_a_diverging_run_is_recorded_not_crashed(make_cfg) -> None:
+def test_a_diverging_run_stops_at_the_end_of_its_chunk_and_is_recorded(make_cfg) -> None:
     # A linear 5-layer net with gain 3 and a huge lr overflows to inf/NaN within a few steps:
-    # the callback must keep recording (NaN statistics, histograms of what is finite).
+    # the callback keeps recording what it sees (NaN statistics, histograms of what is
+    # finite), and the run stops at the end of the chunk where the loss stopped being finite.
     cfg = make_cfg(
         "model.activation=identity",
         "model.batchnorm=false",
         "init.gain=3",
         "optim.lr=50",
-        "trainer.max_steps=12",
-        "callbacks.dynamics.every_n_steps=3",
+        "trainer.max_steps=40",
+        "callbacks.dynamics.every_n_steps=1",
         "callbacks.dynamics.figures=true",
     )
-    metrics = train(cfg)
-    assert metrics["steps"] == 12 and metrics["status"] == "diverged"
-    assert not math.isfinite(metrics["val_loss"])
+    with pytest.raises(TrainingDiverged) as raised:
+        train(cfg)
+    err = raised.value
+    metrics = json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["diverged_at_step"] == err.step
+    stop = (err.step // 5 + 1) * 5  # the end of the chunk of 5 steps where it happened
+    assert err.step < 40 and metrics["steps"] == stop
+    assert math.isfinite(err.last_finite) and not math.isfinite(err.loss)
+    assert "optim.lr=50" in str(err) and "model.batchnorm=true" in str(err)
     logged = read_csv(Path(cfg.run_dir))
-    assert any(
-        math.isnan(v) for (step, _, stat), v in logged.items() if step == 11 and stat == "act_std"
-    )
+    assert max(step for step, _, _ in logged) == stop - 1  # every step collected until the stop
+    assert any(math.isnan(v) for (_, _, stat), v in logged.items() if stat == "act_std")

@@ -122,3 +122,41 @@ def test_deep_study_is_a_multirun_over_batchnorm_gain_and_activation() -> None:
 def test_table_of_a_directory_without_jobs_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("scripts/ablation_table.py", str(tmp_path))
     assert result.returncode == 2 and "holds no job directories" in result.stderr
+
+
+DIVERGING = ["model.activation=identity", "model.batchnorm=false", "init.gain=3"]
+
+
+def test_a_diverging_run_stops_with_one_paragraph_and_exit_status_2(
+    names_file: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    result = run_cli(
+        "train.py",
+        f"data.path={names_file}",
+        "data.download=false",
+        *FAST,
+        *DIVERGING,
+        "optim.lr=50",
+        "trainer.max_steps=200",
+        f"hydra.run.dir={run}",
+    )
+    assert result.returncode == 2
+    assert "makemore-lab: error: training diverged at step " in result.stderr
+    assert "optim.lr=50" in result.stderr and "Traceback" not in result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["steps"] < 200
+
+
+def test_a_diverging_job_does_not_stop_the_sweep_and_the_table_names_it(
+    names_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "diverging"
+    linear = ["model.activation=identity", "model.batchnorm=false", "init.gain=1"]
+    result = sweep(names_file, out, *linear, "optim.lr=50,0.1")  # lr 50 diverges, 0.1 trains
+    assert result.returncode != 0  # the sweep reports the diverged job at the end
+    assert "training diverged at step" in result.stderr
+    ok = json.loads((out / "1_optim.lr=0.1" / "metrics.json").read_text())
+    assert ok["status"] == "completed"
+    md = table(out)
+    assert "| optim.lr=50 | 1 | diverged |" in md and "| optim.lr=0.1 | 1 | completed |" in md

@@ -25,3 +25,20 @@ def one_of(key: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         raise UserError(f"{key}={value!r} is not supported. Choose one of: {', '.join(choices)}.")
     return value
+
+
+class TrainingDiverged(UserError):
+    """The minibatch loss became NaN or infinite: training stops at the end of that chunk."""
+
+    def __init__(self, step: int, loss: float, last_finite: float | None, hint: str) -> None:
+        self.step, self.loss, self.last_finite = step, loss, last_finite
+        before = (
+            f"the last finite one was {last_finite:.4f}, at step {step - 1}"
+            if last_finite is not None
+            else "no finite loss before it"
+        )
+        super().__init__(
+            f"training diverged at step {step}: the minibatch loss was {loss} ({before}). "
+            f"The updates grew too large for this network; {hint} The run stopped there and "
+            f"its metrics.json says status: diverged."
+        )

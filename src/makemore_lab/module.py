@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -9,6 +10,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from makemore_lab.errors import TrainingDiverged
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -57,8 +60,8 @@ class MakemoreModule(L.LightningModule):
         self.eager_steps: set[int] = set()
         # The first minibatch's loss, before any update, as the lecture prints it.
         self.step0_loss: torch.Tensor | None = None
-        self._window: list[torch.Tensor] = []  # the losses since the last logged point
-        self._pending: list[tuple[int, torch.Tensor, float]] = []  # (step, mean loss, lr)
+        self._window: list[float] = []  # the losses since the last logged point
+        self._last_loss: float | None = None  # the last step's loss, for divergence reports
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
 
@@ -76,6 +79,8 @@ class MakemoreModule(L.LightningModule):
         first = self.global_step  # each optimizer.step() below adds one to it
         n = xs.shape[0] if max_steps < 0 else min(xs.shape[0], max_steps - first)
         log_every = self.trainer.log_every_n_steps
+        losses: list[torch.Tensor] = []
+        log_points: list[tuple[int, float]] = []  # (step, the lr that step used)
         for step, x, y in zip(range(first, first + n), xs[:n], ys[:n], strict=True):
             if self.compiled_loss is None or step in self.eager_steps:
                 loss = self.minibatch_loss(x, y)
@@ -90,29 +95,47 @@ class MakemoreModule(L.LightningModule):
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            if log_every > 0:
-                self._window.append(loss.detach())  # no arithmetic per step, a reference
-                if (step + 1) % log_every == 0:
-                    # Kept as a tensor: the points reach the loggers at the end of the chunk,
-                    # with one device sync for all of them, not one per logged step.
-                    self._pending.append((step, torch.stack(self._window).mean(), lr))
-                    self._window = []
-        self._flush_logs()
-        self.log("train/loss", loss.detach(), prog_bar=True, logger=False)
+            losses.append(loss.detach())  # no arithmetic, no device sync per step
+            if log_every > 0 and (step + 1) % log_every == 0:
+                log_points.append((step, lr))
+        # One device sync per chunk: the chunk's losses, to check and to log.
+        values = torch.stack(losses).tolist()
+        self._check_finite(first, values)
+        if log_every > 0:
+            self._log_losses(first, values, log_points)
+        self.log("train/loss", values[-1], prog_bar=True, logger=False)
 
-    def _flush_logs(self) -> None:
-        """Send the chunk's logged points to the loggers, at their own optimizer steps.
+    def _check_finite(self, first: int, values: list[float]) -> None:
+        """Stop a diverging run at the end of the chunk, naming the step it diverged at."""
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is None:
+            self._last_loss = values[-1]
+            return
+        last = values[bad - 1] if bad > 0 else self._last_loss
+        config = self.hparams.get("config") or {}
+        lr = (config.get("optim") or {}).get("lr")
+        gain = (config.get("init") or {}).get("gain")
+        hint = (
+            f"try a smaller learning rate (optim.lr={lr}) or initialization gain (init.gain={gain})"
+        )
+        if not (config.get("model") or {}).get("batchnorm", True):
+            hint += ", or BatchNorm (model.batchnorm=true)"
+        raise TrainingDiverged(first + bad, values[bad], last, hint + ".")
+
+    def _log_losses(self, first: int, values: list[float], points: list[tuple[int, float]]) -> None:
+        """Log the mean loss of each window ending at a logged step, at that optimizer step.
 
         We log to `self.loggers` directly rather than through `self.log`, whose x-axis is the
         number of Lightning batches, which a chunk of minibatches would make wrong.
         """
-        if not self._pending:
-            return
-        losses = torch.stack([loss for _, loss, _ in self._pending]).tolist()
-        for (step, _, lr), loss in zip(self._pending, losses, strict=True):
+        start = 0
+        for step, lr in points:
+            end = step - first + 1
+            window, self._window = self._window + values[start:end], []
             for logger in self.loggers:
-                logger.log_metrics({"train/loss": loss, "train/lr": lr}, step=step)
-        self._pending = []
+                logger.log_metrics({"train/loss": sum(window) / len(window), "train/lr": lr}, step)
+            start = end
+        self._window += values[start:]
 
     # Validation and test: sum the loss over the whole split, then divide once, so the
     # number is the split's mean loss whatever the chunking.

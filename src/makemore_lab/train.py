@@ -29,7 +29,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from makemore_lab.errors import UserError
+from makemore_lab.errors import TrainingDiverged, UserError
 from makemore_lab.module import MakemoreModule, split_loss
 from makemore_lab.sampling import sample_names
 
@@ -140,7 +140,23 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     )
 
     fit_started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except TrainingDiverged as err:  # recorded, then reported by the caller (exit status 2)
+        write_json(
+            run_dir / "metrics.json",
+            {
+                "status": "diverged",
+                "diverged_at_step": err.step,
+                "loss": str(err.loss),
+                "last_finite_loss": err.last_finite,
+                "step0_loss": module.step0_loss.item() if module.step0_loss is not None else None,
+                "steps": trainer.global_step,
+                "error": str(err),
+                "run_dir": str(run_dir),
+            },
+        )
+        raise
     fit_seconds = time.perf_counter() - fit_started
 
     losses = {
