@@ -6,9 +6,9 @@ arms forward hooks on the network's layers for that one step and records:
 - activation gradients (d loss / d layer output): mean, std;
 - weights (the embedding and every 2-D weight): gradient mean and std, grad:data ratio, and
   log10 of the update:data ratio, from the parameters just before and after the optimizer step.
-A Lightning batch is a chunk of optimizer steps (see `data.RandomBatches`): the hooks stay on
-for a chunk that holds a step to collect and record that step only. In every other chunk the
-callback does nothing: no hook fires, no gradient is retained, no device sync.
+A Lightning batch is a chunk of optimizer steps (see `data.RandomBatches`): the hooks are armed
+for the collected step alone, inside its chunk (torch's optimizer post-step hook tells when a
+step is done). On every other step no hook fires, no gradient is retained, no device sync.
 The numbers go to the loggers (scalars, histograms), to `dynamics.csv`, and at step 0 and at the
 end to a text report (`dynamics.md`) and the lecture's figures (`figures/*.png`, logged as images).
 """
