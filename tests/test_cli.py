@@ -135,3 +135,15 @@ def test_the_progress_bar_counts_optimizer_steps(names_file: Path, tmp_path: Pat
     # 20 steps in chunks of 5: the bar ends at 20/20 steps, not at 4 batches out of 20
     assert re.search(r"Steps: 100%\|[^|]*\| 20/20 \[", result.stdout), result.stdout[-2000:]
     assert "step/s" in result.stdout
+
+
+def test_a_run_never_overwrites_an_earlier_run(names_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train.py", f"data.path={names_file}", "data.download=false", *FAST]
+    assert run_cli(*args, f"hydra.run.dir={run}").returncode == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".hydra" not in p.parts}
+    again = run_cli(*args, "seed=1", f"hydra.run.dir={run}")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert f"run_dir={run} already holds a run" in again.stderr
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".hydra" not in p.parts}
+    assert after == before  # the first run's outputs, untouched

@@ -104,6 +104,13 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     """
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
+    if (run_dir / "metrics.json").exists():  # before anything is written there
+        raise UserError(
+            f"run_dir={run_dir} already holds a run (it has a metrics.json), and a new run "
+            f"would overwrite its config, checkpoints and metrics. Choose another directory "
+            f"(hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep) or move the old "
+            f"run away first."
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     threads = resolve_threads(cfg.get("threads"))
