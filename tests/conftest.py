@@ -30,6 +30,11 @@ FAST = [
 ]
 
 
+def on_file(path: Path) -> list[str]:
+    """Overrides that train on `path` and never download (every run in the tests)."""
+    return [f"data.path={path}", "data.download=false"]
+
+
 @pytest.fixture(scope="session")
 def names_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 made-up names over a 10-letter alphabet: small enough for second-long runs."""
@@ -54,11 +59,7 @@ def make_cfg(names_file: Path, tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the real config with test overrides, writing into a temporary run dir."""
 
     def _make(*overrides: str, fast: bool = True, data: Path | None = None) -> DictConfig:
-        base = [
-            f"data.path={data or names_file}",
-            "data.download=false",
-            f"run_dir={tmp_path / 'run'}",
-        ]
+        base = [*on_file(data or names_file), f"run_dir={tmp_path / 'run'}"]
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             return compose("config", overrides=[*base, *(FAST if fast else []), *overrides])
 

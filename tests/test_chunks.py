@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import on_file, run_cli
 from makemore_lab.train import train
 
 STEPS = [
@@ -71,8 +71,7 @@ def test_chunk_size_changes_nothing_but_speed(make_cfg, tmp_path: Path) -> None:
 def test_a_cadence_that_splits_a_chunk_is_refused_with_the_fix(names_file: Path, tmp_path) -> None:
     result = run_cli(
         "train.py",
-        f"data.path={names_file}",
-        "data.download=false",
+        *on_file(names_file),
         "data.chunk_size=100",
         "trainer.val_check_interval=1001",
         f"hydra.run.dir={tmp_path / 'run'}",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, run_cli
+from conftest import FAST, on_file, run_cli
 
 
 def test_headline_sweep_leaves_four_job_directories_with_metrics(
@@ -20,8 +20,7 @@ def test_headline_sweep_leaves_four_job_directories_with_metrics(
         "-m",
         "model.batchnorm=true,false",
         "init.gain=1,5/3",
-        f"data.path={names_file}",
-        "data.download=false",
+        *on_file(names_file),
         *FAST,
         f"hydra.sweep.dir={sweep}",
     )
@@ -48,9 +47,7 @@ def test_headline_sweep_leaves_four_job_directories_with_metrics(
 
 def test_single_run_and_sample_script(names_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = run_cli(
-        "train.py", f"data.path={names_file}", "data.download=false", *FAST, f"hydra.run.dir={run}"
-    )
+    result = run_cli("train.py", *on_file(names_file), *FAST, f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "checkpoints" / "last.ckpt").is_file() and (
         run / ".hydra" / "config.yaml"
@@ -79,8 +76,7 @@ def test_bad_input_is_one_clear_paragraph_without_a_traceback(
 ) -> None:
     result = run_cli(
         "train.py",
-        f"data.path={names_file}",
-        "data.download=false",
+        *on_file(names_file),
         *FAST,
         f"hydra.run.dir={tmp_path / 'run'}",
         *overrides,
@@ -126,8 +122,7 @@ def test_the_progress_bar_counts_optimizer_steps(names_file: Path, tmp_path: Pat
     shown = [o for o in FAST if "progress" not in o]  # the default bar, on
     result = run_cli(
         "train.py",
-        f"data.path={names_file}",
-        "data.download=false",
+        *on_file(names_file),
         *shown,
         f"hydra.run.dir={tmp_path / 'run'}",
     )
@@ -139,7 +134,7 @@ def test_the_progress_bar_counts_optimizer_steps(names_file: Path, tmp_path: Pat
 
 def test_a_run_never_overwrites_an_earlier_run(names_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    args = ["train.py", f"data.path={names_file}", "data.download=false", *FAST]
+    args = ["train.py", *on_file(names_file), *FAST]
     assert run_cli(*args, f"hydra.run.dir={run}").returncode == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".hydra" not in p.parts}
     again = run_cli(*args, "seed=1", f"hydra.run.dir={run}")

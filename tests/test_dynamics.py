@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, run_cli
+from conftest import FAST, on_file, run_cli
 from makemore_lab.data import NamesDataModule
 from makemore_lab.dynamics import TrainingDynamics, tag_label
 from makemore_lab.errors import TrainingDiverged, UserError
@@ -252,8 +252,7 @@ def test_wandb_offline_gets_scalars_histograms_and_images_one_run_per_job(
         "init.gain=1,5/3",
         "logger=[tensorboard,wandb]",
         "callbacks.dynamics.every_n_steps=5",
-        f"data.path={names_file}",
-        "data.download=false",
+        *on_file(names_file),
         *FAST,
         "callbacks.dynamics.figures=true",
         f"hydra.sweep.dir={sweep}",

@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import FAST, ROOT, run_cli
+from conftest import FAST, ROOT, on_file, run_cli
 
 
 def sweep(names_file: Path, out: Path, *overrides: str, env: dict[str, str] | None = None):
     return run_cli(
         "train.py",
         "-m",
-        f"data.path={names_file}",
-        "data.download=false",
+        *on_file(names_file),
         *FAST,
         f"hydra.sweep.dir={out}",
         *overrides,
@@ -133,8 +132,7 @@ def test_a_diverging_run_stops_with_one_paragraph_and_exit_status_2(
     run = tmp_path / "run"
     result = run_cli(
         "train.py",
-        f"data.path={names_file}",
-        "data.download=false",
+        *on_file(names_file),
         *FAST,
         *DIVERGING,
         "optim.lr=50",
