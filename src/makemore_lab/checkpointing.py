@@ -1,14 +1,35 @@
-"""Checkpointing by optimizer step that also saves the final step.
+"""Checkpoints: written atomically, saved at the last step and on SIGTERM / Ctrl-C, read safely.
 
-Lightning's `ModelCheckpoint(every_n_train_steps=N)` saves only at multiples of N, and our
-training stream is one endless epoch, so no epoch-end save happens either: a 1,001-step run
-would end with no checkpoint of its final weights. This subclass saves once more at the end.
+- `StepCheckpoint`: Lightning's `ModelCheckpoint(every_n_train_steps=N)` saves only at
+  multiples of N, and our training stream is one endless epoch, so no epoch-end save happens
+  either: a 1,001-step run would end with no checkpoint of its final weights. It saves once
+  more at the end.
+- `AtomicCheckpointIO`: Lightning writes a checkpoint to a temporary file in the system's temp
+  directory and then moves it, which is a copy (not atomic) when that is another filesystem
+  (a cluster's local /tmp and a shared outputs/). We write beside the target, then rename.
+- `SaveOnInterrupt`: SIGTERM (a cluster's time limit, `kill`) or the first Ctrl-C lets the
+  running chunk finish (`data.chunk_size` steps, about a second), saves `last.ckpt` and stops;
+  a second Ctrl-C stops at once, without saving.
+- `read_checkpoint`: one clear error for a missing, damaged or foreign checkpoint file.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from makemore_lab.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -20,3 +41,136 @@ class StepCheckpoint(ModelCheckpoint):
             candidates = self._monitor_candidates(trainer)
             self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """`torch.save` to `<name>.tmp` in the same directory, then `os.replace`: all or nothing."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with tmp.open("wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class SaveOnInterrupt(Callback):
+    """On SIGTERM or Ctrl-C: finish the chunk, save `path` (a resumable checkpoint), stop."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.signal: int | None = None  # the signal received, if any
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only; nothing to catch here
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # asked twice: stop now, without a checkpoint
+            self._restore()
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.warning(
+            "%s received: finishing this chunk, then saving %s (Ctrl-C again to stop at once)",
+            signal.Signals(signum).name,
+            self.path,
+        )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        if self.signal is not None and not trainer.should_stop:
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A makemore-lab checkpoint's contents, or a UserError saying what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"No checkpoint at {path}. Pass a .ckpt file written by train.py (a run's "
+            f"checkpoints/last.ckpt, or one of its step*.ckpt files)."
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise UserError(
+            f"The checkpoint {path} cannot be read ({type(err).__name__}). It may be "
+            f"truncated or not a checkpoint; use another one, e.g. an earlier file in the "
+            f"same checkpoints/ folder."
+        ) from None
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "config" not in hparams or "vocab" not in hparams or "state_dict" not in ckpt:
+        raise UserError(
+            f"{path} is not a makemore-lab checkpoint (it lacks the config, the "
+            f"vocabulary or the weights). Use a checkpoint written by train.py."
+        )
+    return ckpt
+
+
+def check_resumable(
+    ckpt: dict[str, Any], path: Path, module: L.LightningModule, vocab: str
+) -> None:
+    """Refuse a checkpoint whose network or data differ from this run's, naming the difference."""
+    config = ckpt["hyper_parameters"]["config"]
+    old_model = config.get("model", {})
+    new_model = module.hparams["config"]["model"]
+    changed = [
+        f"model.{k}={old_model.get(k)!r} there, {new_model.get(k)!r} here"
+        for k in sorted(set(old_model) | set(new_model))
+        if old_model.get(k) != new_model.get(k)
+    ]
+    if ckpt["hyper_parameters"]["vocab"] != vocab:
+        changed.append(
+            f"the vocabulary is {ckpt['hyper_parameters']['vocab']!r} there, {vocab!r} here "
+            f"(another data.path)"
+        )
+    own = module.state_dict()
+    theirs = ckpt["state_dict"]
+    shapes = [
+        f"{k} {tuple(theirs[k].shape) if k in theirs else 'missing'} there, "
+        f"{tuple(own[k].shape) if k in own else 'missing'} here"
+        for k in sorted(set(own) | set(theirs))
+        if k not in own or k not in theirs or own[k].shape != theirs[k].shape
+    ]
+    if changed or shapes:
+        raise UserError(
+            f"The checkpoint {path} was trained with a different network or data than this "
+            f"run: {'; '.join(changed or shapes[:3])}. Resume with the overrides the "
+            f"checkpoint was trained with (see its run's config.yaml), or start a new run "
+            f"without resume/ckpt_path."
+        )
+
+
+def last_checkpoint(cfg: Any) -> Path | None:
+    """Where this run's `last.ckpt` lives: the configured ModelCheckpoint's directory."""
+    callback = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    if callback is None or not callback.get("dirpath"):
+        return None
+    name = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
+    return Path(callback.dirpath) / name

@@ -12,9 +12,11 @@ import hashlib
 import os
 import random
 import urllib.request
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -160,6 +162,10 @@ class RandomBatches:
     paid once per chunk. The indices of a chunk are one `randint` call of chunk * batch values,
     which on the CPU generator is the same stream as `chunk` calls of `batch` values: the
     minibatches are the lecture's, whatever the chunk size.
+
+    `drawn` holds the generator state after each draw not yet trained on: Lightning fetches one
+    chunk ahead, so the state a checkpoint needs is not the generator's current one but the
+    one after the chunk just trained (see `NamesDataModule.state_dict`).
     """
 
     def __init__(
@@ -172,6 +178,7 @@ class RandomBatches:
     ) -> None:
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
         self.chunk_size = chunk_size
+        self.drawn: deque[torch.Tensor] = deque()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, shape = self.x.shape[0], (self.chunk_size, self.batch_size)
@@ -179,6 +186,8 @@ class RandomBatches:
             # The generator lives on the CPU (it is the one that drew the weights); one copy of
             # the chunk's indices to the device, then the gather happens there.
             ix = torch.randint(0, n, shape, generator=self.generator)
+            if self.generator is not None:
+                self.drawn.append(self.generator.get_state())
             ix = ix.to(self.x.device, non_blocking=True)
             yield self.x[ix], self.y[ix]
 
@@ -230,6 +239,9 @@ class NamesDataModule(L.LightningDataModule):
         self.split_seed, self.generator, self.chunk_size = split_seed, generator, chunk_size
         self.vocab: Vocab | None = None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.train_batches: RandomBatches | None = None
+        # The generator state after the last chunk trained on: what resuming must restore.
+        self.sampler_state: torch.Tensor | None = None
 
     def prepare_data(self) -> None:
         if not self.path.exists() and self.download:
@@ -249,9 +261,32 @@ class NamesDataModule(L.LightningDataModule):
         self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
     def train_dataloader(self) -> RandomBatches:
-        return RandomBatches(
+        self.train_batches = RandomBatches(
             *self.splits["train"], self.batch_size, self.generator, self.chunk_size
         )
+        return self.train_batches
+
+    # --- exact resume: the sampler's random state goes into every checkpoint ---------------
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Called when a chunk is about to be trained on (not when it is prefetched)."""
+        training = self.trainer is not None and self.trainer.training
+        if training and self.train_batches is not None and self.train_batches.drawn:
+            self.sampler_state = self.train_batches.drawn.popleft()
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.sampler_state is None:  # nothing trained yet: the state is the generator's own
+            if self.generator is None:
+                return {}
+            return {"sampler_state": self.generator.get_state()}
+        return {"sampler_state": self.sampler_state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the batch stream where the checkpoint left it (read at the first draw)."""
+        if self.generator is not None and "sampler_state" in state_dict:
+            self.generator.set_state(state_dict["sampler_state"])
+            self.sampler_state = state_dict["sampler_state"]
 
     def eval_batches(self, split: str) -> SplitChunks:
         return SplitChunks(*self.splits[split], self.eval_batch_size)

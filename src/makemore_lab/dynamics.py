@@ -97,9 +97,32 @@ class TrainingDynamics(Callback):
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.dirpath / "dynamics.csv"
-        if not self.csv_path.exists():
-            with self.csv_path.open("w", newline="") as f:
-                csv.writer(f).writerow(CSV_COLUMNS)
+        # A resumed run keeps the rows up to its checkpoint's last collection; rows written
+        # after it (by the interrupted run) are dropped, as they will be collected again.
+        kept = []
+        if self.csv_path.exists() and trainer.ckpt_path is not None:
+            with self.csv_path.open(newline="") as f:
+                kept = [r for r in list(csv.reader(f))[1:] if int(r[0]) <= self._last_step]
+        with self.csv_path.open("w", newline="") as f:
+            csv.writer(f).writerows([CSV_COLUMNS, *kept])
+
+    # --- exact resume: what was collected before the checkpoint ----------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "reports": self.reports,
+            "latest": self.latest,
+            "last_step": self._last_step,
+            "update_series": self._update_series,
+            "heatmaps": self._heatmaps,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.reports = list(state_dict["reports"])
+        self.latest = dict(state_dict["latest"])
+        self._last_step = state_dict["last_step"]
+        self._update_series = dict(state_dict["update_series"])
+        self._heatmaps = dict(state_dict["heatmaps"])
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int

@@ -4,6 +4,7 @@ The entry points catch it and print its message as one paragraph, without a trac
 the message itself must name the offending value and say how to fix it.
 """
 
+import signal
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,4 +42,16 @@ class TrainingDiverged(UserError):
             f"training diverged at step {step}: the minibatch loss was {loss} ({before}). "
             f"The updates grew too large for this network; {hint} The run stopped there and "
             f"its metrics.json says status: diverged."
+        )
+
+
+class RunInterrupted(UserError):
+    """SIGTERM or Ctrl-C stopped training; a checkpoint was saved to resume from."""
+
+    def __init__(self, signum: int, step: int, checkpoint: str, resume: str) -> None:
+        self.exit_code = 128 + signum  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+        super().__init__(
+            f"{signal.Signals(signum).name} stopped training at step {step}; its state "
+            f"(weights, optimizer, schedule, BatchNorm statistics, batch sampler) is saved in "
+            f"{checkpoint}. Continue exactly where it stopped with: {resume}"
         )

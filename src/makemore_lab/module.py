@@ -137,6 +137,22 @@ class MakemoreModule(L.LightningModule):
             start = end
         self._window += values[start:]
 
+    # Exact resume: the loss-logging state between chunks travels in the checkpoint (the
+    # model, optimizer, schedule and step counters are Lightning's to save and restore).
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["makemore"] = {
+            "window": list(self._window),
+            "last_loss": self._last_loss,
+            "step0_loss": None if self.step0_loss is None else self.step0_loss.item(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("makemore") or {}
+        self._window = list(state.get("window", []))
+        self._last_loss = state.get("last_loss")
+        if state.get("step0_loss") is not None:
+            self.step0_loss = torch.tensor(state["step0_loss"])
+
     # Validation and test: sum the loss over the whole split, then divide once, so the
     # number is the split's mean loss whatever the chunking.
     def _eval_start(self) -> None:

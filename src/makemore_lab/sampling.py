@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
+from makemore_lab.checkpointing import read_checkpoint
 from makemore_lab.data import Vocab
 from makemore_lab.errors import UserError
 
@@ -56,25 +57,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, Vocab, dict[str, Any]]
     path = Path(path)
     if path.is_dir():  # a run directory: take its last checkpoint
         path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise UserError(
-            f"No checkpoint at {path}. Pass a .ckpt file or a run directory that "
-            f"holds checkpoints/last.ckpt."
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
-        raise UserError(
-            f"The checkpoint {path} cannot be read ({type(err).__name__}). "
-            f"It may be truncated or not a checkpoint; use another one, e.g. an "
-            f"earlier file in the same checkpoints/ folder."
-        ) from None
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if "config" not in hparams or "vocab" not in hparams or "state_dict" not in ckpt:
-        raise UserError(
-            f"{path} is not a makemore-lab checkpoint (it lacks the config, the "
-            f"vocabulary or the weights). Use a checkpoint written by train.py."
-        )
+    ckpt = read_checkpoint(path)
+    hparams = ckpt["hyper_parameters"]
     config, vocab = hparams["config"], Vocab(hparams["vocab"])
     net = instantiate(config["model"], vocab_size=vocab.size, init=config["init"], _convert_="all")
     state = {

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -29,7 +30,14 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from makemore_lab.errors import TrainingDiverged, UserError
+from makemore_lab.checkpointing import (
+    AtomicCheckpointIO,
+    SaveOnInterrupt,
+    check_resumable,
+    last_checkpoint,
+    read_checkpoint,
+)
+from makemore_lab.errors import RunInterrupted, TrainingDiverged, UserError
 from makemore_lab.module import MakemoreModule, split_loss
 from makemore_lab.sampling import sample_names
 
@@ -40,6 +48,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # With manual optimization ModelCheckpoint warns that it saves the state after the step's
 # update; that is what we want (a checkpoint at step N holds N updates).
 warnings.filterwarnings("ignore", message=r".*pre-optimization state was saved")
+# A resumed run writes into its own checkpoints/ folder again; new runs get new directories.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -92,6 +102,68 @@ def batch_cadences(cfg: DictConfig) -> dict[str, Any]:
     return {"val_check_interval": interval // chunk} if isinstance(interval, int) else {}
 
 
+def check_run_dir(cfg: DictConfig) -> dict[str, Any] | None:
+    """Refuse to overwrite an earlier run; with `resume=true`, skip one that completed.
+
+    Returns the recorded metrics of a completed run being resumed (a resumed sweep skips its
+    finished jobs), None when this run may go ahead.
+    """
+    path = Path(cfg.run_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except ValueError:
+        previous = {}
+    status = previous.get("status")
+    if cfg.get("resume") and status == "completed":
+        log.info("resume=true: %s completed already; nothing to do", cfg.run_dir)
+        return previous
+    if cfg.get("resume"):
+        return None  # interrupted, failed or diverged: go on from its last checkpoint
+    hint = " It was interrupted: add resume=true to continue it." if status == "interrupted" else ""
+    raise UserError(
+        f"run_dir={cfg.run_dir} already holds a run (its metrics.json says status: {status}), "
+        f"and a new run would overwrite its config, checkpoints and metrics. Choose another "
+        f"directory (hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep) or move the "
+        f"old run away first.{hint}"
+    )
+
+
+def resume_from(cfg: DictConfig) -> Path | None:
+    """The checkpoint to continue from: `ckpt_path`, or with `resume=true` this run's last one."""
+    if cfg.get("ckpt_path"):
+        return Path(cfg.ckpt_path)
+    if not cfg.get("resume"):
+        return None
+    last = last_checkpoint(cfg)
+    if last is None:
+        raise UserError(
+            "resume=true continues from the checkpoint callbacks.model_checkpoint writes, but "
+            "that callback is off (callbacks.model_checkpoint=null). Turn it back on, or pass "
+            "the checkpoint to continue from as ckpt_path=path/to/last.ckpt."
+        )
+    if not last.is_file():  # e.g. a sweep's job that had not started, or not saved yet
+        log.warning("resume=true: there is no checkpoint at %s, so this run starts at step 0", last)
+        return None
+    return last
+
+
+def resume_command(cfg: DictConfig) -> str:
+    """The command that continues this run (or sweep) where it stopped."""
+    if not HydraConfig.initialized():
+        return f"ckpt_path={last_checkpoint(cfg)} (with this run's other settings)"
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return (
+            f"the same sweep command with hydra.sweep.dir={hydra_cfg.sweep.dir} resume=true "
+            f"(finished jobs are skipped)"
+        )
+    kept = [o for o in hydra_cfg.overrides.task if not o.startswith(("resume=", "hydra.run.dir="))]
+    args = [*kept, f"hydra.run.dir={cfg.run_dir}", "resume=true"]
+    return "python train.py " + " ".join(shlex.quote(a) for a in args)
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """Loggers and callbacks are dicts of named configs, so several can be selected at once."""
     return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
@@ -104,13 +176,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     """
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
-    if (run_dir / "metrics.json").exists():  # before anything is written there
-        raise UserError(
-            f"run_dir={run_dir} already holds a run (it has a metrics.json), and a new run "
-            f"would overwrite its config, checkpoints and metrics. Choose another directory "
-            f"(hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep) or move the old "
-            f"run away first."
-        )
+    finished = check_run_dir(cfg)  # before anything is written there
+    if finished is not None:
+        return finished
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     threads = resolve_threads(cfg.get("threads"))
@@ -138,17 +206,27 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         vocab=datamodule.vocab.chars,
         compile=cfg.compile,
     )
+    ckpt_path = resume_from(cfg)
+    first_step = 0  # the step this process starts at: a resumed run starts at its checkpoint's
+    if ckpt_path is not None:  # a foreign or damaged checkpoint stops us before training
+        ckpt = read_checkpoint(ckpt_path)
+        check_resumable(ckpt, ckpt_path, module, datamodule.vocab.chars)
+        first_step = int(ckpt.get("global_step", 0))
+        del ckpt  # Lightning reads the file again to restore it
+    last = last_checkpoint(cfg)
+    on_interrupt = [SaveOnInterrupt(last)] if last is not None else []
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         **batch_cadences(cfg),
         logger=_instantiate_all(cfg.get("logger")) or False,
-        callbacks=[*_instantiate_all(cfg.get("callbacks")), *extra_callbacks],
+        callbacks=[*_instantiate_all(cfg.get("callbacks")), *on_interrupt, *extra_callbacks],
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
     )
 
     fit_started = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except TrainingDiverged as err:  # recorded, then reported by the caller (exit status 2)
         write_json(
             run_dir / "metrics.json",
@@ -165,6 +243,20 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         )
         raise
     fit_seconds = time.perf_counter() - fit_started
+    if on_interrupt and on_interrupt[0].signal is not None:
+        write_json(
+            run_dir / "metrics.json",
+            {
+                "status": "interrupted",
+                "steps": trainer.global_step,
+                "checkpoint": str(last),
+                "signal": on_interrupt[0].signal,
+                "run_dir": str(run_dir),
+            },
+        )
+        raise RunInterrupted(
+            on_interrupt[0].signal, trainer.global_step, str(last), resume_command(cfg)
+        )
 
     losses = {
         f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
@@ -178,7 +270,10 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         **losses,
         "steps": steps,
         "fit_seconds": round(fit_seconds, 3),
-        "steps_per_second": round(steps / fit_seconds, 1) if fit_seconds > 0 else None,
+        "resumed_from_step": first_step if ckpt_path is not None else None,
+        "steps_per_second": (
+            round((steps - first_step) / fit_seconds, 1) if fit_seconds > 0 else None
+        ),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "threads": torch.get_num_threads(),
         "run_dir": str(run_dir),
@@ -263,11 +358,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             write_json(metrics, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
         if user_error is not None:
             print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
+        if isinstance(user_error, RunInterrupted):
+            sys.exit(user_error.exit_code)  # a signal stops a sweep too, not just its job
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # Hydra records the failed job, runs the others, and exits non-zero at the end
         if user_error is None:
             raise
-        sys.exit(2)
+        sys.exit(2)  # a usage error, as argparse exits
 
 
 def main() -> None:

@@ -1,0 +1,229 @@
+"""Exact resume: an interrupted run, resumed, ends with the uninterrupted run's numbers.
+
+Interruptions are real signals (SIGTERM, SIGINT) delivered to the training process, from a
+callback at a chosen step (in-process) or from outside with `kill` (through the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from conftest import FAST, ROOT, on_file, run_cli
+from makemore_lab.errors import RunInterrupted
+from makemore_lab.train import train
+
+N = 40  # steps of the full run; FAST's chunks are 5 steps
+COMPARED = ("status", "step0_loss", "train_loss", "val_loss", "test_loss", "steps")
+
+
+class SignalAt(Callback):
+    """Sends this process `signum` when training reaches `step`, as `kill` or Ctrl-C would."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+def checkpoint_state(path: Path) -> dict[str, Any]:
+    ckpt = torch.load(path, weights_only=True)
+    return {k: ckpt[k] for k in ("state_dict", "optimizer_states", "lr_schedulers", "global_step")}
+
+
+def assert_same(a: Any, b: Any) -> None:
+    """Equal structures, tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize(
+    "optim", ["optim=sgd optim.decay_step=25", "optim=adam optim.decay_step=25"]
+)
+def test_run_to_n_equals_run_to_half_then_resume(
+    make_cfg: Callable[..., Any], tmp_path: Path, optim: str
+) -> None:
+    """The issue's test: N steps straight vs N/2, SIGTERM, resume to N; losses compared exactly.
+
+    The learning rate decays at step 25, after the interruption, so the schedule's state counts;
+    Adam's moments make the optimizer's state count too.
+    """
+    settings = [f"trainer.max_steps={N}", *optim.split()]
+    straight = train(make_cfg(*settings, f"run_dir={tmp_path / 'straight'}"))
+
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(RunInterrupted) as stopped:
+        # The signal arrives during step 15's chunk end; the next chunk finishes, then it saves.
+        train(make_cfg(*settings, f"run_dir={run_dir}"), [SignalAt(N // 2 - 5, signal.SIGTERM)])
+    assert stopped.value.exit_code == 143
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["steps"] == N // 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was put back
+
+    resumed = train(make_cfg(*settings, f"run_dir={run_dir}", "resume=true"))
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    assert resumed["resumed_from_step"] == N // 2
+    # Everything a later resume or analysis reads is the same too.
+    assert_same(
+        checkpoint_state(run_dir / "checkpoints" / "last.ckpt"),
+        checkpoint_state(tmp_path / "straight" / "checkpoints" / "last.ckpt"),
+    )
+    assert (run_dir / "dynamics.csv").read_text() == (
+        tmp_path / "straight" / "dynamics.csv"
+    ).read_text()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(
+    make_cfg: Callable[..., Any], tmp_path: Path
+) -> None:
+    with pytest.raises(RunInterrupted, match="SIGINT stopped training at step 10") as stopped:
+        train(make_cfg(f"trainer.max_steps={N}"), [SignalAt(5, signal.SIGINT)])
+    assert stopped.value.exit_code == 130
+    assert "resume=true" in str(stopped.value) or "ckpt_path=" in str(stopped.value)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 10 and "sampler_state" in ckpt["NamesDataModule"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_from_outside_then_resume_through_the_cli(names_file: Path, tmp_path: Path) -> None:
+    """`kill` a running `python train.py`, run the command it prints, get the straight numbers."""
+    steps = [
+        *on_file(names_file),
+        *FAST,
+        "trainer.max_steps=3000",
+        "trainer.val_check_interval=500",
+    ]
+    steps += ["callbacks.model_checkpoint.every_n_train_steps=500", "data.chunk_size=50"]
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *steps, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "checkpoints").glob("step*.ckpt")):  # training is under way
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert process.returncode == 143, stderr[-2000:]
+    assert record["status"] == "interrupted" and 0 < record["steps"] < 3000
+    command = stderr.split("Continue exactly where it stopped with: ")[1].split()
+    assert command[:2] == ["python", "train.py"] and command[-1] == "resume=true"
+
+    resumed = run_cli(*command[1:])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = run_cli("train.py", *steps, f"hydra.run.dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = json.loads((run_dir / "metrics.json").read_text())
+    b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert {k: a[k] for k in COMPARED} == {k: b[k] for k in COMPARED}
+    assert a["resumed_from_step"] == record["steps"]
+
+
+def test_resume_skips_a_completed_run_and_a_plain_rerun_is_refused(
+    make_cfg: Callable[..., Any], tmp_path: Path
+) -> None:
+    first = train(make_cfg())
+    files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    again = train(make_cfg("resume=true"))
+    assert again == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert again["val_loss"] == first["val_loss"]
+    assert {p: p.read_bytes() for p in files} == files  # nothing rewritten
+
+
+def test_resume_with_no_checkpoint_yet_starts_at_step_0(
+    make_cfg: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A sweep resumed with resume=true runs the jobs that never started from scratch."""
+    metrics = train(make_cfg("resume=true"))
+    assert metrics["status"] == "completed" and metrics["resumed_from_step"] is None
+
+
+def trained_checkpoint(names_file: Path, run_dir: Path, *overrides: str) -> Path:
+    result = run_cli(
+        "train.py", *on_file(names_file), *FAST, *overrides, f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_a_checkpoint_of_another_network_is_refused_naming_the_difference(
+    names_file: Path, tmp_path: Path
+) -> None:
+    ckpt = trained_checkpoint(names_file, tmp_path / "wide", "model.n_hidden=64")
+    result = run_cli(
+        "train.py",
+        *on_file(names_file),
+        *FAST,
+        f"ckpt_path={ckpt}",
+        f"hydra.run.dir={tmp_path / 'new'}",
+    )
+    assert result.returncode == 2
+    message = result.stderr.split("makemore-lab: error: ")[1]
+    assert "model.n_hidden=64 there, 100 here" in message and "Traceback" not in result.stderr
+
+
+def test_a_corrupted_or_missing_checkpoint_is_refused(names_file: Path, tmp_path: Path) -> None:
+    ckpt = trained_checkpoint(names_file, tmp_path / "run")
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(ckpt.read_bytes()[:5000])  # a copy cut short
+    for path, expected in [(damaged, "cannot be read"), (tmp_path / "nope.ckpt", "No checkpoint")]:
+        result = run_cli(
+            "train.py",
+            *on_file(names_file),
+            *FAST,
+            f"ckpt_path={path}",
+            f"hydra.run.dir={tmp_path / path.stem}",
+        )
+        assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
+        assert not (tmp_path / path.stem / "checkpoints").exists()  # refused before training
+
+
+def test_checkpoints_are_written_whole_or_not_at_all(
+    make_cfg: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save that fails half-way (disk full, a kill) leaves the previous checkpoint intact."""
+    train(make_cfg())
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def torn_save(obj: Any, f: Any) -> None:
+        f.write(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    from makemore_lab.checkpointing import AtomicCheckpointIO
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, last)
+    assert last.read_bytes() == before
+    assert [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")] == []
