@@ -74,6 +74,8 @@ class SaveOnInterrupt(Callback):
         if threading.current_thread() is not threading.main_thread():
             return  # Python delivers signals to the main thread only; nothing to catch here
         for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # ignored on purpose (nohup, a background job): leave it so
             self._previous[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:

@@ -226,7 +226,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
 
     fit_started = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except TrainingDiverged as err:  # recorded, then reported by the caller (exit status 2)
         write_json(
             run_dir / "metrics.json",
