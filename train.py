@@ -1,8 +1,8 @@
 """Train makemore-lab from the repository root: `python train.py [-m] [overrides...]`.
 
-All the work is in src/makemore_lab/train.py; this file only makes the package importable
-without installation (here and in the processes a launcher such as submitit starts) and hands
-the command line to Hydra.
+The Hydra app is src/makemore_lab/app.py, the training src/makemore_lab/train.py. This file
+only makes the package importable without installation (here and in the processes a launcher
+such as submitit starts) and hands the command line to the app.
 """
 
 import os
@@ -13,7 +13,7 @@ SRC = str(Path(__file__).resolve().parent / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 
-from makemore_lab.train import main  # noqa: E402
+from makemore_lab.app import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -26,6 +25,9 @@ from typing import Any
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from makemore_lab.atomic import write_text
 
 NONLINEARITIES = {"Tanh", "ReLU", "Identity"}
 LOSSES = ("step0_loss", "train_loss", "val_loss", "test_loss")
@@ -184,12 +186,6 @@ def table(rows: list[dict[str, Any]], reference: bool) -> tuple[list[str], list[
     return header, body
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def loss_curves(jobs: list[Path], labels: list[str]) -> Figure:
     fig = Figure(figsize=(12, 5), layout="constrained")
     FigureCanvasAgg(fig)
@@ -283,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     header, body = table(rows, args.reference)
     md = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     md += ["| " + " | ".join(line) + " |" for line in body]
-    write_atomic(args.sweep / "ablation.md", "\n".join(md) + "\n")
+    write_text(args.sweep / "ablation.md", "\n".join(md) + "\n")
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *body])
-    write_atomic(args.sweep / "ablation.csv", buffer.getvalue())
+    write_text(args.sweep / "ablation.csv", buffer.getvalue())
     loss_curves(jobs, labels).savefig(args.sweep / "loss_curves.png", dpi=80)
     depth_figure(jobs, labels).savefig(args.sweep / "depth_init.png", dpi=80)
     print("\n".join(md))

@@ -37,9 +37,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import reference_loop
+from makemore_lab.app import CONF_DIR
 from makemore_lab.data import NamesDataModule
 from makemore_lab.dynamics import TrainingDynamics
-from makemore_lab.train import CONF_DIR, train
+from makemore_lab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

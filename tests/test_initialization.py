@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from makemore_lab.config_checks import parse_gain
 from makemore_lab.errors import UserError
-from makemore_lab.initialization import parse_gain
 from makemore_lab.layers import BatchNorm1d, Linear
 from makemore_lab.network import MLP
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from makemore_lab.app import job_dirname, varying_only
 from makemore_lab.sampling import load_checkpoint, sample_names
-from makemore_lab.train import job_dirname, train, varying_only
+from makemore_lab.train import train
 
 
 def test_a_run_writes_config_metrics_checkpoint_and_samples(make_cfg) -> None:

@@ -1,7 +1,7 @@
-"""Entry point: `train(cfg) -> metrics` and the Hydra app that calls it.
+"""`train(cfg) -> metrics`: build the data, network, module and trainer from the config, fit, write.
 
-`train` is plain and testable (tests call it through Hydra's compose API); `main` is what
-`python train.py` and the `makemore-train` console script run.
+Plain and testable: tests call it with configs from Hydra's compose API; `app.py` is the
+Hydra application that calls it for `python train.py`.
 """
 
 from __future__ import annotations
@@ -10,26 +10,23 @@ import json
 import logging
 import math
 import os
-import re
 import shlex
-import sys
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from makemore_lab.atomic import write_json
 from makemore_lab.checkpointing import (
     AtomicCheckpointIO,
     SaveOnInterrupt,
@@ -37,12 +34,12 @@ from makemore_lab.checkpointing import (
     last_checkpoint,
     read_checkpoint,
 )
+from makemore_lab.config_checks import check_config
 from makemore_lab.errors import RunInterrupted, TrainingDiverged, UserError
 from makemore_lab.module import MakemoreModule, split_loss
 from makemore_lab.sampling import sample_names
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 # Lightning's own deprecation noise, not actionable by users of this project.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # With manual optimization ModelCheckpoint warns that it saves the state after the step's
@@ -50,13 +47,6 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r".*pre-optimization state was saved")
 # A resumed run writes into its own checkpoints/ folder again; new runs get new directories.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write then rename, so a reader never sees a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def resolve_threads(threads: int | None) -> int | None:
@@ -176,6 +166,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     """
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
+    check_config(cfg)
     finished = check_run_dir(cfg)  # before anything is written there
     if finished is not None:
         return finished
@@ -301,73 +292,3 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         run_dir,
     )
     return metrics
-
-
-# --- Hydra app ----------------------------------------------------------------------------
-
-
-def job_dirname(num: Any, override_dirname: str) -> str:
-    """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3)."""
-    overrides = re.sub(r"[/\\]", "_", str(override_dirname))
-    return f"{num}_{overrides}" if overrides else str(num)
-
-
-OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
-
-
-def varying_only(argv: list[str]) -> list[str]:
-    """In a multirun, name job directories after the overrides that vary, not the constant ones.
-
-    Hydra's `override_dirname` lists every override; we add the keys of the non-sweep ones to
-    its `exclude_keys` (unless the user set that list).
-    """
-    if not {"-m", "--multirun"} & set(argv) or any(
-        "override_dirname.exclude_keys" in a for a in argv
-    ):
-        return argv
-    candidates = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(candidates)
-    except Exception:  # let Hydra itself report a malformed override
-        return argv
-    constant = [
-        o.key_or_group
-        for o in parsed
-        if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
-    ]
-    if not constant:
-        return argv
-    return [*argv, f"hydra.job.config.override_dirname.exclude_keys=[{','.join(constant)}]"]
-
-
-def find_user_error(err: BaseException | None) -> UserError | None:
-    """The UserError behind `err`, if any (Hydra wraps errors raised while instantiating)."""
-    while err is not None and not isinstance(err, UserError):
-        err = err.__cause__ or err.__context__
-    return err
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    try:
-        return train(cfg)["val_loss"]  # returned for sweepers that optimise it
-    except Exception as err:
-        user_error = find_user_error(err)
-        metrics = Path(cfg.run_dir) / "metrics.json"
-        if metrics.parent.is_dir() and not metrics.exists():  # the table shows it as failed
-            write_json(metrics, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
-        if user_error is not None:
-            print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
-        if isinstance(user_error, RunInterrupted):
-            sys.exit(user_error.exit_code)  # a signal stops a sweep too, not just its job
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job, runs the others, and exits non-zero at the end
-        if user_error is None:
-            raise
-        sys.exit(2)  # a usage error, as argparse exits
-
-
-def main() -> None:
-    """Console entry point (`python train.py ...`, `makemore-train ...`)."""
-    sys.argv = varying_only(sys.argv)
-    _hydra_main()

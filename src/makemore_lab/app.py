@@ -1,0 +1,116 @@
+"""The Hydra application: `python train.py [-m] [overrides...]` and `makemore-train`.
+
+It checks the config, then calls `train.train` (imported only then: torch and Lightning take
+seconds to import, and a typo in an override should cost one sentence, at once). It also names
+multirun job directories, and turns a UserError into one paragraph and exit status 2.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from makemore_lab.atomic import write_json
+from makemore_lab.config_checks import check_config, check_launcher
+from makemore_lab.errors import RunInterrupted, UserError
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def job_dirname(num: Any, override_dirname: str) -> str:
+    """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3)."""
+    overrides = re.sub(r"[/\\]", "_", str(override_dirname))
+    return f"{num}_{overrides}" if overrides else str(num)
+
+
+OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+
+
+def varying_only(argv: list[str]) -> list[str]:
+    """In a multirun, name job directories after the overrides that vary, not the constant ones.
+
+    Hydra's `override_dirname` lists every override; we add the keys of the non-sweep ones to
+    its `exclude_keys` (unless the user set that list).
+    """
+    if not {"-m", "--multirun"} & set(argv) or any(
+        "override_dirname.exclude_keys" in a for a in argv
+    ):
+        return argv
+    candidates = [a for a in argv[1:] if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # let Hydra itself report a malformed override
+        return argv
+    constant = [
+        o.key_or_group
+        for o in parsed
+        if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
+    ]
+    if not constant:
+        return argv
+    return [*argv, f"hydra.job.config.override_dirname.exclude_keys=[{','.join(constant)}]"]
+
+
+def find_user_error(err: BaseException | None) -> UserError | None:
+    """The UserError behind `err`, if any (Hydra wraps errors raised while instantiating)."""
+    while err is not None and not isinstance(err, UserError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        check_config(cfg)  # a bad value costs a second, not the imports of torch and Lightning
+        from makemore_lab.train import train
+
+        return train(cfg)["val_loss"]  # returned for sweepers that optimise it
+    except Exception as err:
+        user_error = find_user_error(err)
+        metrics = Path(cfg.run_dir) / "metrics.json"
+        if metrics.parent.is_dir() and not metrics.exists():  # the table shows it as failed
+            write_json(metrics, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+        if user_error is not None:
+            print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
+        if isinstance(user_error, RunInterrupted):
+            sys.exit(user_error.exit_code)  # a signal stops a sweep too, not just its job
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failed job, runs the others, and exits non-zero at the end
+        if user_error is None:
+            raise
+        sys.exit(2)  # a usage error, as argparse exits
+
+
+def launcher_of(argv: list[str]) -> DictConfig | None:
+    """The launcher config a multirun command selects (None for a single run)."""
+    if not {"-m", "--multirun"} & set(argv):
+        return None
+    chosen = [
+        a for a in argv[1:] if a.lstrip("+~").startswith(("hydra/launcher", "hydra.launcher"))
+    ]
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=chosen, return_hydra_config=True)
+    except Exception:  # a malformed override: Hydra itself reports it in a moment
+        return None
+    return cfg.hydra.launcher
+
+
+def main() -> None:
+    """Console entry point (`python train.py ...`, `makemore-train ...`)."""
+    try:  # before Hydra starts the launcher, whose own errors are tracebacks
+        check_launcher(launcher_of(sys.argv))
+    except UserError as err:
+        print(f"\nmakemore-lab: error: {err}\n", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = varying_only(sys.argv)
+    _hydra_main()
