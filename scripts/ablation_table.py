@@ -49,7 +49,7 @@ def read_job(job: Path) -> dict[str, Any]:
     row["overrides"] = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
     metrics_path = job / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    row["status"] = metrics.get("status", "failed (no metrics.json)")
+    row["status"] = metrics.get("status", "unfinished (no metrics.json)")
     for key in (*LOSSES, "steps_per_second", "wall_seconds", "steps"):
         row[key] = metrics.get(key)
     if row["status"] == "completed" and not all(

@@ -44,18 +44,33 @@ def test_lecture_presets_sweep_and_table_with_the_lectures_numbers(
     assert rows[3].startswith("| experiment=batchnorm | 1 | completed |") and "2.1048" in rows[3]
 
 
+@pytest.mark.parametrize("launcher", ["basic", "parallel"])
 def test_a_failed_job_does_not_stop_the_sweep_and_the_table_names_it(
-    names_file: Path, tmp_path: Path
+    names_file: Path, tmp_path: Path, launcher: str
 ) -> None:
     out = tmp_path / "failing"
-    result = sweep(names_file, out, "init.gain=abc,1")
-    assert result.returncode != 0  # the sweep reports the failure at the end...
+    result = sweep(names_file, out, "init.gain=abc,1", f"hydra/launcher={launcher}")
+    assert result.returncode == 1  # the sweep names the failure at the end...
     assert "init.gain='abc' is not a valid gain" in result.stderr
+    assert "1 of 2 jobs did not complete: 0_init.gain=abc (failed)" in result.stderr
+    assert "Traceback" not in result.stderr
     assert json.loads((out / "1_init.gain=1" / "metrics.json").read_text())["status"] == "completed"
     failed = json.loads((out / "0_init.gain=abc" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "init.gain" in failed["error"]
     md = table(out)  # ...and its table shows both jobs
     assert "| init.gain=abc | 1 | failed |" in md and "| init.gain=1 | 1 | completed |" in md
+
+
+def test_the_table_of_a_sweep_killed_mid_way_shows_what_finished(
+    names_file: Path, tmp_path: Path
+) -> None:
+    """A job still running (or killed) when the table is built has no metrics.json yet."""
+    out = tmp_path / "killed"
+    assert sweep(names_file, out, "init.gain=1,2").returncode == 0
+    (out / "1_init.gain=2" / "metrics.json").unlink()  # as if the sweep died during job 1
+    md = table(out)
+    assert "| init.gain=1 | 1 | completed |" in md
+    assert "| init.gain=2 | 1 | unfinished (no metrics.json) |" in md
 
 
 def test_repeated_seeds_are_one_row_with_mean_and_std(names_file: Path, tmp_path: Path) -> None:
@@ -152,8 +167,9 @@ def test_a_diverging_job_does_not_stop_the_sweep_and_the_table_names_it(
     out = tmp_path / "diverging"
     linear = ["model.activation=identity", "model.batchnorm=false", "init.gain=1"]
     result = sweep(names_file, out, *linear, "optim.lr=50,0.1")  # lr 50 diverges, 0.1 trains
-    assert result.returncode != 0  # the sweep reports the diverged job at the end
+    assert result.returncode == 1  # the sweep names the diverged job at the end
     assert "training diverged at step" in result.stderr
+    assert "1 of 2 jobs did not complete: 0_optim.lr=50 (diverged)" in result.stderr
     ok = json.loads((out / "1_optim.lr=0.1" / "metrics.json").read_text())
     assert ok["status"] == "completed"
     md = table(out)

@@ -83,10 +83,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
         if isinstance(user_error, RunInterrupted):
             sys.exit(user_error.exit_code)  # a signal stops a sweep too, not just its job
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job, runs the others, and exits non-zero at the end
         if user_error is None:
-            raise
+            raise  # a bug: its traceback (in a multirun, Hydra records the job as failed)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # Recorded in metrics.json; the sweep goes on, and SweepReport names this job and
+            # exits non-zero at the end. NaN tells a sweeper (Optuna) the trial failed.
+            return float("nan")
         sys.exit(2)  # a usage error, as argparse exits
 
 

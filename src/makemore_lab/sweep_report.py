@@ -1,0 +1,48 @@
+"""The end of a multirun: name the jobs that did not complete, and exit non-zero if any.
+
+A job that fails on bad input or diverges records why in its `metrics.json` and returns, so the
+sweep goes on (with any launcher) and its table can show it; this Hydra callback runs once all
+jobs have returned, on the machine that launched them, and reports them in one paragraph.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+def job_statuses(sweep_dir: Path) -> dict[str, str]:
+    """Each job directory's status from its metrics.json ('unfinished' when it has none)."""
+    statuses = {}
+    for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
+        try:
+            statuses[job.name] = json.loads((job / "metrics.json").read_text())["status"]
+        except (OSError, ValueError, KeyError):
+            statuses[job.name] = "unfinished"
+    return statuses
+
+
+class SweepReport(Callback):
+    """On multirun end: one paragraph naming the jobs that did not complete, then exit 1."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        statuses = job_statuses(sweep_dir)
+        bad = {job: status for job, status in statuses.items() if status != "completed"}
+        if not bad:
+            return
+        named = ", ".join(f"{job} ({status})" for job, status in bad.items())
+        print(
+            f"\nmakemore-lab: {len(bad)} of {len(statuses)} jobs did not complete: {named}. "
+            f"Each job's metrics.json says why. The table of the sweep, with them marked: "
+            f"python scripts/ablation_table.py {sweep_dir}\n",
+            file=sys.stderr,
+        )
+        sys.exit(1)
