@@ -313,7 +313,8 @@ class TrainingDynamics(Callback):
             )
 
     def _add_heatmap_row(self, label: str, kind: str, t: torch.Tensor, step: int) -> None:
-        t = t.detach().float().flatten()
+        # Binned on the CPU: CUDA's histc has no deterministic kernel (trainer.deterministic).
+        t = t.detach().float().flatten().cpu()
         t = t[torch.isfinite(t)]  # a diverging run: count what is still finite
         if label not in self._heatmaps:
             # Fixed bins per layer, so rows are comparable over time: tanh lives in (-1, 1);
@@ -328,7 +329,7 @@ class TrainingDynamics(Callback):
             self._heatmaps[label] = ([], [], lo, hi)
         steps, rows, lo, hi = self._heatmaps[label]
         steps.append(step)
-        rows.append(torch.histc(t.clamp(lo, hi), bins=self.heatmap_bins, min=lo, max=hi).cpu())
+        rows.append(torch.histc(t.clamp(lo, hi), bins=self.heatmap_bins, min=lo, max=hi))
 
     # --- reports and figures -------------------------------------------------------------
 

@@ -249,6 +249,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
             on_interrupt[0].signal, trainer.global_step, str(last), resume_command(cfg)
         )
 
+    # Lightning hands the model back on the CPU after fit: evaluate (and sample) where the
+    # splits live, the training device.
+    net.to(datamodule.splits["train"][0].device)
     losses = {
         f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
         for split in ("train", "val", "test")
