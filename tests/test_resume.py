@@ -235,3 +235,34 @@ def test_checkpoints_are_written_whole_or_not_at_all(
         AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, last)
     assert last.read_bytes() == before
     assert [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_sigterm_stops_a_sweep_and_the_same_command_with_resume_finishes_it(
+    names_file: Path, tmp_path: Path
+) -> None:
+    """Killed during job 1 of 3: job 0 is kept, job 1 resumes, job 2 runs, all complete."""
+    out = tmp_path / "sweep"
+    args = ["-m", *on_file(names_file), *FAST, "trainer.max_steps=600", "data.chunk_size=20"]
+    args += ["callbacks.model_checkpoint.every_n_train_steps=100", "model.n_hidden=16"]
+    args += ["trainer.val_check_interval=100", "seed=1,2,3", f"hydra.sweep.dir={out}"]
+    with (tmp_path / "sweep.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
+        )
+    deadline = time.monotonic() + 120
+    while not list((out / "1_seed=2" / "checkpoints").glob("step*.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143  # the sweep stops: job 2 never starts
+    assert not (out / "2_seed=3").exists()
+    done = (out / "0_seed=1" / "metrics.json").read_bytes()
+
+    resumed = run_cli("train.py", *args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (out / "0_seed=1" / "metrics.json").read_bytes() == done  # left alone
+    statuses = [
+        json.loads((out / j / "metrics.json").read_text()) for j in ("1_seed=2", "2_seed=3")
+    ]
+    assert [m["status"] for m in statuses] == ["completed", "completed"]
+    assert statuses[0]["resumed_from_step"] > 0 and statuses[1]["resumed_from_step"] is None
