@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 
 
+@pytest.mark.slow  # 40 s of benchmark runs: `make test-all` runs it
 def test_bench_prints_a_table_and_a_json_line_with_every_variant(names_file: Path) -> None:
     result = run_cli(
         "scripts/bench.py",

@@ -98,6 +98,25 @@ def test_run_to_n_equals_run_to_half_then_resume(
     ).read_text()
 
 
+def test_resuming_from_an_older_checkpoint_drops_what_was_collected_after_it(
+    make_cfg: Callable[..., Any], tmp_path: Path
+) -> None:
+    """After a hard kill the last checkpoint is older than the run's files: as if from step 10."""
+    settings = [f"trainer.max_steps={N}", "callbacks.dynamics.every_n_steps=5"]
+    settings.append("callbacks.model_checkpoint.save_top_k=-1")  # keep step10.ckpt
+    straight = train(make_cfg(*settings, f"run_dir={tmp_path / 'straight'}"))
+    run_dir = tmp_path / "killed"
+    with pytest.raises(RunInterrupted):
+        train(make_cfg(*settings, f"run_dir={run_dir}"), [SignalAt(25, signal.SIGTERM)])
+    older = run_dir / "checkpoints" / "step10.ckpt"
+    resumed = train(make_cfg(*settings, f"run_dir={run_dir}", "resume=true", f"ckpt_path={older}"))
+    assert resumed["resumed_from_step"] == 10
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    assert (run_dir / "dynamics.csv").read_text() == (
+        tmp_path / "straight" / "dynamics.csv"
+    ).read_text()
+
+
 @pytest.fixture
 def terminal_sigint() -> Iterator[None]:
     """SIGINT as in a terminal: a script's background job starts with it ignored."""

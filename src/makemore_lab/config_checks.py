@@ -136,13 +136,14 @@ CHECKS: dict[str, Check] = {
 # Options of the launchers in conf/hydra/launcher/, checked before the first job starts.
 LAUNCHER_CHECKS: dict[str, Check] = {
     "n_jobs": lambda v: None if _is_int(v) and v != 0 else "a non-zero integer (-1 = one per core)",
-    "timeout_min": POSITIVE_INT,
-    "cpus_per_task": POSITIVE_INT,
-    "gpus_per_node": integer(0),
-    "tasks_per_node": POSITIVE_INT,
-    "mem_gb": POSITIVE,
-    "nodes": POSITIVE_INT,
-    "array_parallelism": POSITIVE_INT,
+    # submitit's: null leaves the cluster's default
+    "timeout_min": optional(POSITIVE_INT),
+    "cpus_per_task": optional(POSITIVE_INT),
+    "gpus_per_node": optional(integer(0)),
+    "tasks_per_node": optional(POSITIVE_INT),
+    "mem_gb": optional(POSITIVE),
+    "nodes": optional(POSITIVE_INT),
+    "array_parallelism": optional(POSITIVE_INT),
 }
 
 
