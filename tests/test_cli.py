@@ -25,6 +25,8 @@ def test_headline_sweep_leaves_four_job_directories_with_metrics(
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "makemore-lab: all 4 jobs completed" in result.stdout
+    assert f"table   python scripts/ablation_table.py {sweep}" in result.stdout
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     # job number first, then only the overrides that vary; 5/3 must not nest directories
     assert jobs == [
@@ -118,18 +120,29 @@ def test_help_lists_the_config_groups_and_cfg_job_prints_the_config() -> None:
     assert job.returncode == 0 and "n_hidden: 100" in job.stdout
 
 
-def test_the_progress_bar_counts_optimizer_steps(names_file: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("bar", ["rich", "tqdm"])
+def test_the_progress_bar_counts_steps_and_the_run_is_summarised(
+    names_file: Path, tmp_path: Path, bar: str
+) -> None:
     shown = [o for o in FAST if "progress" not in o]  # the default bar, on
-    result = run_cli(
-        "train.py",
-        *on_file(names_file),
-        *shown,
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
+    if bar == "tqdm":  # what runs without rich installed
+        shown.append("callbacks.progress_bar._target_=makemore_lab.progress.StepProgressBar")
+    run = tmp_path / "run"
+    result = run_cli("train.py", *on_file(names_file), *shown, f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     # 20 steps in chunks of 5: the bar ends at 20/20 steps, not at 4 batches out of 20
-    assert re.search(r"Steps: 100%\|[^|]*\| 20/20 \[", result.stdout), result.stdout[-2000:]
-    assert "step/s" in result.stdout
+    if bar == "rich":
+        assert re.search(r"Steps ━+ 20/20 .* steps/s train/loss: \d", result.stdout), result.stdout
+    else:
+        assert re.search(r"Steps: 100%\|[^|]*\| 20/20 \[", result.stdout), result.stdout[-2000:]
+        assert "step/s" in result.stdout
+    # A few lines on the config at the start; results and the commands to go on at the end.
+    printed = result.stdout + result.stderr  # Hydra's console log goes to stdout
+    assert re.search(r"model +5 x 100 tanh \+ BatchNorm", printed)
+    assert f"writes  {run}" in printed
+    assert re.search(r"loss +train \d\.\d{4} \| val \d\.\d{4} \| test \d\.\d{4}", printed)
+    assert f"browse  tensorboard --logdir {run}" in printed
+    assert "INFO: " not in printed and "litlogger" not in printed  # Lightning's lines, once
 
 
 def test_a_run_never_overwrites_an_earlier_run(names_file: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The end of a multirun: name the jobs that did not complete, and exit non-zero if any.
+"""The end of a multirun: what to run next, the jobs that did not complete, exit 1 if any.
 
 A job that fails on bad input or diverges records why in its `metrics.json` and returns, so the
 sweep goes on (with any launcher) and its table can show it; this Hydra callback runs once all
@@ -28,7 +28,7 @@ def job_statuses(sweep_dir: Path) -> dict[str, str]:
 
 
 class SweepReport(Callback):
-    """On multirun end: one paragraph naming the jobs that did not complete, then exit 1."""
+    """On multirun end: the table and TensorBoard commands; the jobs that failed, then exit 1."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -36,13 +36,17 @@ class SweepReport(Callback):
             return
         statuses = job_statuses(sweep_dir)
         bad = {job: status for job, status in statuses.items() if status != "completed"}
+        next_steps = (
+            f"  table   python scripts/ablation_table.py {sweep_dir}\n"
+            f"  browse  tensorboard --logdir {sweep_dir}\n"
+        )
         if not bad:
+            print(f"\nmakemore-lab: all {len(statuses)} jobs completed\n{next_steps}")
             return
         named = ", ".join(f"{job} ({status})" for job, status in bad.items())
         print(
             f"\nmakemore-lab: {len(bad)} of {len(statuses)} jobs did not complete: {named}. "
-            f"Each job's metrics.json says why. The table of the sweep, with them marked: "
-            f"python scripts/ablation_table.py {sweep_dir}\n",
+            f"Each job's metrics.json says why; the table marks them.\n{next_steps}",
             file=sys.stderr,
         )
         sys.exit(1)

@@ -37,9 +37,18 @@ from makemore_lab.checkpointing import (
 from makemore_lab.config_checks import check_config
 from makemore_lab.errors import RunInterrupted, TrainingDiverged, UserError
 from makemore_lab.module import MakemoreModule, split_loss
+from makemore_lab.run_summary import end_summary, start_summary
 from makemore_lab.sampling import sample_names
 
 log = logging.getLogger(__name__)
+# `import lightning` gives the "lightning" logger a console handler of its own. Under Hydra,
+# whose root handlers print and write the run's train.log, every Lightning line would show twice.
+if logging.getLogger().hasHandlers():
+    logging.getLogger("lightning").handlers.clear()
+# Lightning's advertisement for its cloud logger, printed at every start.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: "litlogger" not in record.getMessage()
+)
 # Lightning's own deprecation noise, not actionable by users of this project.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # With manual optimization ModelCheckpoint warns that it saves the state after the step's
@@ -171,6 +180,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     if finished is not None:
         return finished
     run_dir.mkdir(parents=True, exist_ok=True)
+    log.info("makemore-lab run\n%s", start_summary(cfg))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     threads = resolve_threads(cfg.get("threads"))
     if threads:
@@ -285,13 +295,5 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         names = sample_names(net, datamodule.vocab, count=cfg.samples.count, seed=cfg.samples.seed)
         (run_dir / "samples.txt").write_text("\n".join(names) + "\n")
     write_json(run_dir / "metrics.json", metrics)
-    log.info(
-        "train %.4f | val %.4f | test %.4f | %d steps at %.0f steps/s | %s",
-        losses["train_loss"],
-        losses["val_loss"],
-        losses["test_loss"],
-        steps,
-        metrics["steps_per_second"] or 0,
-        run_dir,
-    )
+    log.info("finished\n%s", end_summary(metrics, str(run_dir)))
     return metrics
