@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reference_loop.py
@@ -58,16 +59,20 @@ class StepTimer(L.Callback):
         self.warmup, self.start, self.end, self.first, self.last = warmup, None, None, 0, 0
         self.dynamics: list[TrainingDynamics] = []
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.start is None and trainer.global_step >= self.warmup:
             self._sync(pl_module)
             self.start, self.first = time.perf_counter(), trainer.global_step
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
         self._sync(pl_module)
         self.end, self.last = time.perf_counter(), trainer.global_step
 
-    def on_train_end(self, trainer, pl_module) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.dynamics = [c for c in trainer.callbacks if isinstance(c, TrainingDynamics)]
 
     @staticmethod

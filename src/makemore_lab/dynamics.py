@@ -19,12 +19,14 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from matplotlib.figure import Figure
 from torch.utils.hooks import RemovableHandle
 
 from makemore_lab.dynamics_figures import distribution_figure, heatmap_figure, update_ratio_figure
@@ -213,7 +215,7 @@ class TrainingDynamics(Callback):
 
     # --- collection ----------------------------------------------------------------------
 
-    def _capture(self, name: str):
+    def _capture(self, name: str) -> Callable[[torch.nn.Module, Any, torch.Tensor], None]:
         def hook(module: torch.nn.Module, inputs: Any, out: torch.Tensor) -> None:
             self._acts[name] = out.detach()
             if out.requires_grad:  # a tensor hook sees d loss / d out without retain_grad
@@ -380,7 +382,7 @@ class TrainingDynamics(Callback):
             )
         return lines
 
-    def _save_figure(self, trainer: L.Trainer, name: str, fig, step: int) -> None:
+    def _save_figure(self, trainer: L.Trainer, name: str, fig: Figure, step: int) -> None:
         folder = self.dirpath / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"{name}.png", dpi=80)
