@@ -7,7 +7,7 @@ ARGS ?=
 ABLATION_DIR := outputs/ablation/$(shell date +%Y-%m-%d_%H-%M-%S)
 LECTURE_ROWS := original,fix_softmax,fix_tanh_saturation,kaiming,batchnorm
 
-.PHONY: help install data train sweep ablation table bench test test-all lint format tensorboard clean
+.PHONY: help install data train sweep ablation table bench test test-all screenshot lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -45,8 +45,11 @@ bench: install data  ## steps/s against the lecture's own loop: default, no stat
 test: install data  ## the test suite (what CI runs)
 	$(PY) -m pytest
 
-test-all: install data  ## the test suite plus the slow end-to-end runs
+test-all: install data  ## the test suite plus the slow end-to-end runs and the TensorBoard browser test
 	$(PY) -m pytest -m ""
+
+screenshot: install data  ## retake docs/tensorboard.png with the browser test (needs Debian's chromium)
+	MAKEMORE_LAB_SCREENSHOT=docs/tensorboard.png $(PY) -m pytest -m slow tests/test_tensorboard_browser.py
 
 lint: install  ## ruff lint and format check
 	$(PY) -m ruff check .
