@@ -45,6 +45,13 @@ CASES = [
         ["-m", "hydra/launcher=slurm", "hydra.launcher.timeout_min=-3", "seed=1,2"],
         "hydra.launcher.timeout_min=-3 is not valid",
     ),
+    ("gain word", ["init.gain=abc"], "init.gain='abc' is not a valid gain"),
+    ("gain zero division", ["init.gain=5/0"], "is not a valid gain.*divides by zero"),
+    ("hidden size", ["model.n_hidden=0"], "model.n_hidden=0 must be a positive integer"),
+    ("layers", ["model.n_layers=-2"], "model.n_layers=-2 must be a positive integer"),
+    ("batch size", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+    ("activation", ["model.activation=gelu"], "model.activation='gelu' is not supported"),
+    ("missing data file", ["data.path={tmp}/does/not/exist.txt"], "exist.txt does not exist"),
     ("binary data file", ["data.path={binary}"], "looks binary"),
     ("empty data file", ["data.path={empty}"], "holds no names"),
     (
