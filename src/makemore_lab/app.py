@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
         if isinstance(user_error, RunInterrupted):
             sys.exit(user_error.exit_code)  # a signal stops a sweep too, not just its job
-        if user_error is None:
-            raise  # a bug: its traceback (in a multirun, Hydra records the job as failed)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        if user_error is None and not multirun:
+            raise  # not a bad input but a bug: its traceback
+        if user_error is None:  # a bug in one job of a sweep: its traceback, then the next job
+            traceback.print_exc()
+        if multirun:
             # Recorded in metrics.json; the sweep goes on, and SweepReport names this job and
             # exits non-zero at the end. NaN tells a sweeper (Optuna) the trial failed.
             return float("nan")

@@ -123,7 +123,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:  # torch raises many types for a damaged file
         raise UserError(
             f"The checkpoint {path} cannot be read ({type(err).__name__}). It may be "
-            f"truncated or not a checkpoint; use another one, e.g. an earlier file in the "
+            f"truncated or not a checkpoint; use another one, e.g. the step<N>.ckpt in the "
             f"same checkpoints/ folder."
         ) from None
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
