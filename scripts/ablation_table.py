@@ -158,6 +158,7 @@ def mean_of(value: Any) -> float | None:
 
 def table(rows: list[dict[str, Any]], reference: bool) -> tuple[list[str], list[list[str]]]:
     header = ["config", "jobs", *(title for _, title in COLUMNS)]
+    reference = reference and any(r.get("reference") for r in rows)  # no empty columns
     if reference:
         header += ["ref train", "ref val", "Δ train", "Δ val"]
     body = []
@@ -261,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep", type=Path, help="a multirun directory")
     parser.add_argument(
-        "--reference", action="store_true", help="add the presets' published numbers"
+        "--reference",
+        action="store_true",
+        help="add the presets' published numbers (when some job carries them)",
     )
     args = parser.parse_args(argv)
     jobs = find_jobs(args.sweep) if args.sweep.is_dir() else []
