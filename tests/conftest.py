@@ -29,6 +29,19 @@ FAST = [
     "callbacks.dynamics.figures=false",  # figures cost seconds; tests that check them turn them on
 ]
 
+# The scalar statistics the dynamics callback logs, one TensorBoard section each.
+DYNAMICS_STATS = (
+    "act_mean",
+    "act_std",
+    "act_saturated_pct",
+    "act_grad_mean",
+    "act_grad_std",
+    "weight_grad_mean",
+    "weight_grad_std",
+    "grad_data_ratio",
+    "update_data_ratio_log10",
+)
+
 
 def on_file(path: Path) -> list[str]:
     """Overrides that train on `path` and never download (every run in the tests)."""

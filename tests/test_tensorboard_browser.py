@@ -21,22 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, REAL_NAMES, ROOT, on_file, run_cli
+from conftest import DYNAMICS_STATS, FAST, REAL_NAMES, ROOT, on_file, run_cli
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-STATS = (
-    "act_mean",
-    "act_std",
-    "act_saturated_pct",
-    "act_grad_mean",
-    "act_grad_std",
-    "weight_grad_mean",
-    "weight_grad_std",
-    "grad_data_ratio",
-    "update_data_ratio_log10",
-)
 TANH_LAYERS = ("layer02_Tanh", "layer05_Tanh", "layer08_Tanh", "layer11_Tanh", "layer14_Tanh")
 
 
@@ -114,7 +103,7 @@ def test_the_browser_lists_every_statistic_and_each_tanh_layers_saturation(
 ) -> None:
     # The Time Series dashboard renders in the page's DOM: one group per statistic...
     page = chromium("--window-size=1400,900", "--dump-dom", f"{tensorboard_url}/#timeseries")
-    for group in (*STATS, "train", "val", "final"):
+    for group in (*DYNAMICS_STATS, "train", "val", "final"):
         assert f'class="group-title" title="{group}"' in page.stdout, group
     # ...and, filtered, a card per layer (a tall window, so that every card is drawn).
     filtered = f"{tensorboard_url}/?tagFilter=act_saturated_pct#timeseries"
