@@ -7,9 +7,11 @@ multirun job directories, and turns a UserError into one paragraph and exit stat
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from makemore_lab.atomic import write_json
+from makemore_lab import run_record
 from makemore_lab.config_checks import check_config, check_launcher
 from makemore_lab.errors import RunInterrupted, UserError
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# conf/ ships inside the package (a link to the repository's conf/), so any install finds it.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def job_dirname(num: Any, override_dirname: str) -> str:
@@ -36,7 +39,7 @@ def job_dirname(num: Any, override_dirname: str) -> str:
 OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
-def varying_only(argv: list[str]) -> list[str]:
+def exclude_constant_overrides(argv: list[str]) -> list[str]:
     """In a multirun, name job directories after the overrides that vary, not the constant ones.
 
     Hydra's `override_dirname` lists every override; we add the keys of the non-sweep ones to
@@ -74,12 +77,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         check_config(cfg)  # a bad value costs a second, not the imports of torch and Lightning
         from makemore_lab.train import train
 
+        quiet_lightning()
         return train(cfg)["val_loss"]  # returned for sweepers that optimise it
     except Exception as err:
         user_error = find_user_error(err)
-        metrics = Path(cfg.run_dir) / "metrics.json"
-        if metrics.parent.is_dir() and not metrics.exists():  # the table shows it as failed
-            write_json(metrics, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+        run_record.write_failed(cfg.run_dir, err)  # the table shows it as failed
         if user_error is not None:
             print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
         if isinstance(user_error, RunInterrupted):
@@ -111,6 +113,25 @@ def launcher_of(argv: list[str]) -> DictConfig | None:
     return cfg.hydra.launcher
 
 
+def quiet_lightning() -> None:
+    """Lightning's console lines once, without its advert or warnings users cannot act on."""
+    # `import lightning` gives the "lightning" logger a console handler of its own; under
+    # Hydra, whose root handlers print and write the run's train.log, every line would show
+    # twice. Called after the import, in the process that trains.
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()
+    # Lightning's advertisement for its cloud logger, printed at every start.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # With manual optimization ModelCheckpoint warns that it saves the state after the step's
+    # update; that is what we want (a checkpoint at step N holds N updates).
+    warnings.filterwarnings("ignore", message=r".*pre-optimization state was saved")
+    # A resumed run writes into its own checkpoints/ folder again; new runs get new directories.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
 def main() -> None:
     """Console entry point (`python train.py ...`, `makemore-train ...`)."""
     try:  # before Hydra starts the launcher, whose own errors are tracebacks
@@ -118,5 +139,5 @@ def main() -> None:
     except UserError as err:
         print(f"\nmakemore-lab: error: {err}\n", file=sys.stderr)
         sys.exit(2)
-    sys.argv = varying_only(sys.argv)
+    sys.argv = exclude_constant_overrides(sys.argv)
     _hydra_main()

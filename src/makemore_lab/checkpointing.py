@@ -10,7 +10,8 @@
 - `SaveOnInterrupt`: SIGTERM (a cluster's time limit, `kill`) or the first Ctrl-C lets the
   running chunk finish (`data.chunk_size` steps, about a second), saves `last.ckpt` and stops;
   a second Ctrl-C stops at once, without saving.
-- `read_checkpoint`: one clear error for a missing, damaged or foreign checkpoint file.
+- `read_checkpoint`: one clear error for a missing, damaged or foreign checkpoint file;
+  `load_checkpoint` rebuilds the trained network from one (sampling).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
 
+from makemore_lab.data import Vocab
 from makemore_lab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -136,12 +140,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def check_resumable(
-    ckpt: dict[str, Any], path: Path, module: L.LightningModule, vocab: str
+    ckpt: dict[str, Any], path: Path, model: dict[str, Any], own: dict[str, Any], vocab: str
 ) -> None:
-    """Refuse a checkpoint whose network or data differ from this run's, naming the difference."""
-    config = ckpt["hyper_parameters"]["config"]
-    old_model = config.get("model", {})
-    new_model = module.hparams["config"]["model"]
+    """Refuse a checkpoint whose network or data differ from this run's, naming the difference.
+
+    `model` is this run's resolved `model` config, `own` its module's state_dict.
+    """
+    old_model = ckpt["hyper_parameters"]["config"].get("model", {})
+    new_model = model
     changed = [
         f"model.{k}={old_model.get(k)!r} there, {new_model.get(k)!r} here"
         for k in sorted(set(old_model) | set(new_model))
@@ -152,7 +158,6 @@ def check_resumable(
             f"the vocabulary is {ckpt['hyper_parameters']['vocab']!r} there, {vocab!r} here "
             f"(another data.path)"
         )
-    own = module.state_dict()
     theirs = ckpt["state_dict"]
     shapes = [
         f"{k} {tuple(theirs[k].shape) if k in theirs else 'missing'} there, "
@@ -176,3 +181,24 @@ def last_checkpoint(cfg: Any) -> Path | None:
         return None
     name = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
     return Path(callback.dirpath) / name
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, Vocab, dict[str, Any]]:
+    """The network, vocabulary and resolved config stored in a makemore-lab checkpoint."""
+    path = Path(path)
+    if path.is_dir():  # a run directory: take its last checkpoint
+        path = path / "checkpoints" / "last.ckpt"
+    ckpt = read_checkpoint(path)
+    hparams = ckpt["hyper_parameters"]
+    config, vocab = hparams["config"], Vocab(hparams["vocab"])
+    net = instantiate(config["model"], vocab_size=vocab.size, init=config["init"], _convert_="all")
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(
+            f"The weights in {path} do not fit the network its config describes ({err})."
+        ) from None
+    return net, vocab, config

@@ -21,7 +21,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from makemore_lab.errors import UserError, positive_int
+from makemore_lab.errors import UserError
+from makemore_lab.validation import POSITIVE_INT, require
 
 # Checksums of files whose content we know; a download from any other URL is not checked.
 KNOWN_SHA256 = {
@@ -154,7 +155,7 @@ def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str],
     return words[:n1], words[n1:n2], words[n2:]
 
 
-class RandomBatches:
+class TrainingChunks:
     """Endless chunks of training minibatches, drawn like the lecture's `torch.randint`.
 
     Each item is `chunk_size` minibatches at once, `x` (chunk, batch, block) and `y` (chunk, batch):
@@ -192,8 +193,8 @@ class RandomBatches:
             yield self.x[ix], self.y[ix]
 
 
-class SplitChunks:
-    """A whole split as consecutive chunks (views, no copies): evaluation sees every example."""
+class SplitBatches:
+    """A whole split as consecutive batches (views, no copies): evaluation sees every example."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int) -> None:
         self.x, self.y, self.chunk_size = x, y, chunk_size
@@ -229,7 +230,7 @@ class NamesDataModule(L.LightningDataModule):
             ("eval_batch_size", eval_batch_size),
             ("block_size", block_size),
         ]:
-            positive_int(f"data.{key}", value)
+            require(f"data.{key}", value, POSITIVE_INT)
         self.path, self.url, self.sha256, self.download = Path(path), url, sha256, download
         self.block_size, self.batch_size, self.eval_batch_size = (
             block_size,
@@ -239,7 +240,7 @@ class NamesDataModule(L.LightningDataModule):
         self.split_seed, self.generator, self.chunk_size = split_seed, generator, chunk_size
         self.vocab: Vocab | None = None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.train_batches: RandomBatches | None = None
+        self.train_chunks: TrainingChunks | None = None
         # The generator state after the last chunk trained on: what resuming must restore.
         self.sampler_state: torch.Tensor | None = None
 
@@ -260,19 +261,19 @@ class NamesDataModule(L.LightningDataModule):
         )
         self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
-    def train_dataloader(self) -> RandomBatches:
-        self.train_batches = RandomBatches(
+    def train_dataloader(self) -> TrainingChunks:
+        self.train_chunks = TrainingChunks(
             *self.splits["train"], self.batch_size, self.generator, self.chunk_size
         )
-        return self.train_batches
+        return self.train_chunks
 
     # --- exact resume: the sampler's random state goes into every checkpoint ---------------
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Called when a chunk is about to be trained on (not when it is prefetched)."""
         training = self.trainer is not None and self.trainer.training
-        if training and self.train_batches is not None and self.train_batches.drawn:
-            self.sampler_state = self.train_batches.drawn.popleft()
+        if training and self.train_chunks is not None and self.train_chunks.drawn:
+            self.sampler_state = self.train_chunks.drawn.popleft()
         return batch
 
     def state_dict(self) -> dict[str, Any]:
@@ -288,11 +289,8 @@ class NamesDataModule(L.LightningDataModule):
             self.generator.set_state(state_dict["sampler_state"])
             self.sampler_state = state_dict["sampler_state"]
 
-    def eval_batches(self, split: str) -> SplitChunks:
-        return SplitChunks(*self.splits[split], self.eval_batch_size)
+    def eval_batches(self, split: str) -> SplitBatches:
+        return SplitBatches(*self.splits[split], self.eval_batch_size)
 
-    def val_dataloader(self) -> SplitChunks:
+    def val_dataloader(self) -> SplitBatches:
         return self.eval_batches("val")
-
-    def test_dataloader(self) -> SplitChunks:
-        return self.eval_batches("test")

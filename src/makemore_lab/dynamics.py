@@ -30,7 +30,8 @@ from matplotlib.figure import Figure
 from torch.utils.hooks import RemovableHandle
 
 from makemore_lab.dynamics_figures import distribution_figure, heatmap_figure, update_ratio_figure
-from makemore_lab.errors import UserError, positive_int
+from makemore_lab.errors import UserError
+from makemore_lab.validation import POSITIVE_INT, require
 from makemore_lab.layers import Identity, Linear, ReLU, Tanh
 from makemore_lab.logger_media import figure_to_array, log_histogram, log_image
 
@@ -57,8 +58,8 @@ class TrainingDynamics(Callback):
         heatmap_bins: int = 50,
     ) -> None:
         super().__init__()
-        positive_int("callbacks.dynamics.every_n_steps", every_n_steps)
-        positive_int("callbacks.dynamics.heatmap_bins", heatmap_bins)
+        require("callbacks.dynamics.every_n_steps", every_n_steps, POSITIVE_INT)
+        require("callbacks.dynamics.heatmap_bins", heatmap_bins, POSITIVE_INT)
         if not 0 < saturation_threshold < 1:
             raise UserError(
                 f"callbacks.dynamics.saturation_threshold={saturation_threshold!r} must "
@@ -140,7 +141,7 @@ class TrainingDynamics(Callback):
         if not self._targets:
             return
         self._trainer = trainer
-        pl_module.eager_steps |= self._targets
+        pl_module.run_eagerly(self._targets)
         # torch's post-step hook runs after each update of the chunk, still at that step.
         self._step_hook = trainer.optimizers[0].register_step_post_hook(self._after_update)
         if first in self._targets:
@@ -182,7 +183,7 @@ class TrainingDynamics(Callback):
             return
         self._disarm()
         self._step_hook.remove()
-        pl_module.eager_steps -= self._targets
+        pl_module.run_eagerly(set())
         self._targets = set()
 
     def _arm(self) -> None:

@@ -1,11 +1,10 @@
 """Hand-written layers of the makemore MLP, as in the lecture, but as real `nn.Module`s.
 
 Each forward pass is written out (matmul, mean, var) rather than calling `nn.Linear` or
-`F.batch_norm`, so the math the lecture explains is the math that runs. Every layer keeps a
-reference to its last output in `.out`, which the statistics callback reads; set
-`.retain_out_grad = True` to also keep d loss / d out in `.out.grad` (off by default: a
-retained gradient costs memory and time on every step).
-Weights are created empty here; `initialization.py` draws them, in layer order.
+`F.batch_norm`, so the math the lecture explains is the math that runs. Unlike the notebook's
+layers they keep no `.out`: the dynamics callback reads outputs and their gradients through
+forward hooks, on the steps it collects only. Weights are created empty here;
+`initialization.py` draws them, in layer order.
 """
 
 from __future__ import annotations
@@ -16,24 +15,7 @@ from torch import nn
 RUNNING_STATS = ("var", "std")
 
 
-class Layer(nn.Module):
-    """Base class: remembers the last output, and its gradient when asked."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out: torch.Tensor | None = None
-        self.retain_out_grad = False
-
-    def _keep(self, out: torch.Tensor) -> torch.Tensor:
-        if self.retain_out_grad and out.requires_grad:
-            out.retain_grad()
-        # A plain attribute write: nn.Module.__setattr__ would first look for a parameter,
-        # buffer or submodule named "out", which costs more than some of the layers' math.
-        object.__setattr__(self, "out", out)
-        return out
-
-
-class Embedding(Layer):
+class Embedding(nn.Module):
     """A lookup table: row `i` of `weight` is the vector of character `i` (the lecture's `C`)."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
@@ -41,13 +23,13 @@ class Embedding(Layer):
         self.weight = nn.Parameter(torch.empty(num_embeddings, embedding_dim))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self._keep(self.weight[idx])
+        return self.weight[idx]
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, {self.weight.shape[1]}"
 
 
-class Linear(Layer):
+class Linear(nn.Module):
     """`x @ weight + bias`, with `weight` stored (fan_in, fan_out) as in the lecture."""
 
     def __init__(self, fan_in: int, fan_out: int, bias: bool = True) -> None:
@@ -59,13 +41,13 @@ class Linear(Layer):
         out = x @ self.weight
         if self.bias is not None:
             out = out + self.bias
-        return self._keep(out)
+        return out
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, {self.weight.shape[1]}, bias={self.bias is not None}"
 
 
-class BatchNorm1d(Layer):
+class BatchNorm1d(nn.Module):
     """Batch normalization over dim 0: batch statistics in training, running ones in eval.
 
     `unbiased=True` is the lecture's choice (`x.var(0)`, Bessel-corrected) for both normalising
@@ -101,7 +83,7 @@ class BatchNorm1d(Layer):
             mean, scale = self.running_mean, torch.sqrt(self.running_var + self.eps)
         else:
             mean, scale = self.running_mean, self.running_std
-        return self._keep(self.gamma * (x - mean) / scale + self.beta)
+        return self.gamma * (x - mean) / scale + self.beta
 
     @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, scale: torch.Tensor) -> None:
@@ -120,21 +102,21 @@ class BatchNorm1d(Layer):
         )
 
 
-class Tanh(Layer):
+class Tanh(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._keep(torch.tanh(x))
+        return torch.tanh(x)
 
 
-class ReLU(Layer):
+class ReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._keep(torch.clamp_min(x, 0.0))
+        return torch.clamp_min(x, 0.0)
 
 
-class Identity(Layer):
+class Identity(nn.Module):
     """No nonlinearity: the 'linear' ablation, showing what depth does without one."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._keep(x)
+        return x
 
 
-ACTIVATIONS: dict[str, type[Layer]] = {"tanh": Tanh, "relu": ReLU, "identity": Identity}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": Tanh, "relu": ReLU, "identity": Identity}

@@ -78,5 +78,5 @@ def end_summary(metrics: dict[str, Any], run_dir: str) -> str:
         ("browse", f"tensorboard --logdir {run_dir}"),
     ]
     if metrics["status"] == "completed":
-        rows.append(("sample", f"python scripts/sample.py {run_dir}"))
+        rows.append(("sample", f"makemore-sample {run_dir}"))
     return "\n".join(f"  {name:7s} {text}" for name, text in rows)

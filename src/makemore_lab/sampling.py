@@ -1,18 +1,13 @@
-"""Sampling names from a trained network, and rebuilding a network from a checkpoint."""
+"""Sampling names from a trained network, one character at a time, as the lecture does."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 
-from makemore_lab.checkpointing import read_checkpoint
 from makemore_lab.data import Vocab
-from makemore_lab.errors import UserError
 
 
 @torch.no_grad()
@@ -50,24 +45,3 @@ def sample_names(
         names.append("".join(vocab.itos(i) for i in out))
     net.train(was_training)
     return names
-
-
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, Vocab, dict[str, Any]]:
-    """The network, vocabulary and resolved config stored in a makemore-lab checkpoint."""
-    path = Path(path)
-    if path.is_dir():  # a run directory: take its last checkpoint
-        path = path / "checkpoints" / "last.ckpt"
-    ckpt = read_checkpoint(path)
-    hparams = ckpt["hyper_parameters"]
-    config, vocab = hparams["config"], Vocab(hparams["vocab"])
-    net = instantiate(config["model"], vocab_size=vocab.size, init=config["init"], _convert_="all")
-    state = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise UserError(
-            f"The weights in {path} do not fit the network its config describes ({err})."
-        ) from None
-    return net, vocab, config

@@ -7,7 +7,6 @@ jobs have returned, on the machine that launched them, and reports them in one p
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from makemore_lab import run_record
+
 
 def job_statuses(sweep_dir: Path) -> dict[str, str]:
     """Each job directory's status from its metrics.json ('unfinished' when it has none)."""
-    statuses = {}
-    for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
-        try:
-            statuses[job.name] = json.loads((job / "metrics.json").read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            statuses[job.name] = "unfinished"
-    return statuses
+    jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
+    return {job.name: run_record.status(job) for job in jobs}
 
 
 class SweepReport(Callback):
@@ -37,7 +33,7 @@ class SweepReport(Callback):
         statuses = job_statuses(sweep_dir)
         bad = {job: status for job, status in statuses.items() if status != "completed"}
         next_steps = (
-            f"  table   python scripts/ablation_table.py {sweep_dir}\n"
+            f"  table   makemore-table {sweep_dir}\n"
             f"  browse  tensorboard --logdir {sweep_dir}\n"
         )
         if not bad:

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from makemore_lab.errors import one_of, positive_int
 from makemore_lab.initialization import init_network
 from makemore_lab.layers import ACTIVATIONS, BatchNorm1d, Embedding, Linear
+from makemore_lab.validation import POSITIVE_INT, one_of, require
 
 
 class MLP(nn.Module):
@@ -44,8 +44,8 @@ class MLP(nn.Module):
             ("n_hidden", n_hidden),
             ("n_layers", n_layers),
         ]:
-            positive_int(f"model.{key}", value)
-        one_of("model.activation", activation, ACTIVATIONS)
+            require(f"model.{key}", value, POSITIVE_INT)
+        require("model.activation", activation, one_of(ACTIVATIONS))
         self.block_size, self.vocab_size = block_size, vocab_size
         bn = dict(bn or {})
         act = ACTIVATIONS[activation]

@@ -32,11 +32,11 @@ def split_loss(net: nn.Module, batches: Iterable[Batch]) -> float:
 class MakemoreModule(L.LightningModule):
     """Wraps the network; `config` and `vocab` go into the checkpoint so it can be rebuilt.
 
-    Optimization is manual: a batch is a chunk of minibatches (see `data.RandomBatches`) and
+    Optimization is manual: a batch is a chunk of minibatches (see `data.TrainingChunks`) and
     `training_step` runs one optimizer step per minibatch, so Lightning's per-batch machinery
     is paid once per chunk while `trainer.global_step` still counts optimizer steps (Lightning
     counts each `optimizer.step()` of a manual loop). `max_steps`, the learning-rate schedule,
-    logging and the statistics callback therefore keep their meaning in optimizer steps.
+    logging and the dynamics callback therefore keep their meaning in optimizer steps.
     """
 
     def __init__(
@@ -55,15 +55,24 @@ class MakemoreModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # compile=true: the forward and loss of a step go through torch.compile (backward comes
         # with it, by AOTAutograd). Steps in `eager_steps` run uncompiled, so that hooks on the
-        # layers (the statistics callback's) see them without forcing a recompilation.
+        # layers (the dynamics callback's) see them without forcing a recompilation.
         self.compiled_loss = torch.compile(self.minibatch_loss) if compile else None
-        self.eager_steps: set[int] = set()
+        self.eager_steps: frozenset[int] = frozenset()
         # The first minibatch's loss, before any update, as the lecture prints it.
         self.step0_loss: torch.Tensor | None = None
-        self._window: list[float] = []  # the losses since the last logged point
+        self._unlogged_losses: list[float] = []  # the losses since the last logged point
         self._last_loss: float | None = None  # the last step's loss, for divergence reports
         self._eval_sum = torch.zeros(())
         self._eval_count = 0
+
+    @property
+    def step0_loss_value(self) -> float | None:
+        """The loss before any update, as a number (None before step 0 ran)."""
+        return None if self.step0_loss is None else self.step0_loss.item()
+
+    def run_eagerly(self, steps: set[int]) -> None:
+        """Run these optimizer steps uncompiled (a callback hooks the layers at them)."""
+        self.eager_steps = frozenset(steps)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.net(idx)
@@ -131,62 +140,44 @@ class MakemoreModule(L.LightningModule):
         start = 0
         for step, lr in points:
             end = step - first + 1
-            window, self._window = self._window + values[start:end], []
+            window, self._unlogged_losses = self._unlogged_losses + values[start:end], []
             for logger in self.loggers:
                 logger.log_metrics({"train/loss": sum(window) / len(window), "train/lr": lr}, step)
             start = end
-        self._window += values[start:]
+        self._unlogged_losses += values[start:]
 
     # Exact resume: the loss-logging state between chunks travels in the checkpoint (the
     # model, optimizer, schedule and step counters are Lightning's to save and restore).
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["makemore"] = {
-            "window": list(self._window),
+            "window": list(self._unlogged_losses),
             "last_loss": self._last_loss,
-            "step0_loss": None if self.step0_loss is None else self.step0_loss.item(),
+            "step0_loss": self.step0_loss_value,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("makemore") or {}
-        self._window = list(state.get("window", []))
+        self._unlogged_losses = list(state.get("window", []))
         self._last_loss = state.get("last_loss")
         if state.get("step0_loss") is not None:
             self.step0_loss = torch.tensor(state["step0_loss"])
 
-    # Validation and test: sum the loss over the whole split, then divide once, so the
-    # number is the split's mean loss whatever the chunking.
-    def _eval_start(self) -> None:
+    # Validation: sum the loss over the whole split, then divide once, so the number is the
+    # split's mean loss whatever the batching.
+    def on_validation_epoch_start(self) -> None:
         self._eval_sum, self._eval_count = torch.zeros((), device=self.device), 0
 
-    def _eval_step(self, batch: Batch) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         x, y = batch
         self._eval_sum += F.cross_entropy(self.net(x), y, reduction="sum")
         self._eval_count += y.numel()
 
-    def _eval_end(self, name: str) -> None:
+    def on_validation_epoch_end(self) -> None:
         loss = self._eval_sum / max(self._eval_count, 1)
-        self.log(f"{name}/loss", loss, prog_bar=True, logger=False)
+        self.log("val/loss", loss, prog_bar=True, logger=False)
         if not self.trainer.sanity_checking:
             for logger in self.loggers:  # at the optimizer step, like train/loss
-                logger.log_metrics({f"{name}/loss": loss.item()}, step=self.global_step)
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval_start()
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._eval_start()
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
+                logger.log_metrics({"val/loss": loss.item()}, step=self.global_step)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())

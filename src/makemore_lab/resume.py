@@ -1,0 +1,81 @@
+"""Where a run stands before it trains: a new directory, a run to resume, or one to leave alone.
+
+A run directory holds one run. With `resume=true` the same command continues it from its
+`checkpoints/last.ckpt` (a sweep command re-run with `resume=true` finishes what is missing);
+`ckpt_path=` continues any checkpoint into a new directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from makemore_lab import run_record
+from makemore_lab.checkpointing import last_checkpoint
+from makemore_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def finished_run(cfg: DictConfig) -> dict[str, Any] | None:
+    """Refuse to overwrite an earlier run; with `resume=true`, skip one that completed.
+
+    Returns the record of a completed run being resumed (a resumed sweep skips its finished
+    jobs), None when this run may go ahead.
+    """
+    if not run_record.exists(cfg.run_dir):
+        return None
+    previous = run_record.read(cfg.run_dir)
+    status = previous["status"]
+    if cfg.get("resume") and status == "completed":
+        log.info("resume=true: %s completed already; nothing to do", cfg.run_dir)
+        return previous
+    if cfg.get("resume"):
+        return None  # interrupted, failed or diverged: go on from its last checkpoint
+    hint = " It was interrupted: add resume=true to continue it." if status == "interrupted" else ""
+    raise UserError(
+        f"run_dir={cfg.run_dir} already holds a run (its metrics.json says status: {status}), "
+        f"and a new run would overwrite its config, checkpoints and metrics. Choose another "
+        f"directory (hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep) or move the "
+        f"old run away first.{hint}"
+    )
+
+
+def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
+    """The checkpoint to continue from: `ckpt_path`, or with `resume=true` this run's last one."""
+    if cfg.get("ckpt_path"):
+        return Path(cfg.ckpt_path)
+    if not cfg.get("resume"):
+        return None
+    last = last_checkpoint(cfg)
+    if last is None:
+        raise UserError(
+            "resume=true continues from the checkpoint callbacks.model_checkpoint writes, but "
+            "that callback is off (callbacks.model_checkpoint=null). Turn it back on, or pass "
+            "the checkpoint to continue from as ckpt_path=path/to/last.ckpt."
+        )
+    if not last.is_file():  # e.g. a sweep's job that had not started, or not saved yet
+        log.warning("resume=true: there is no checkpoint at %s, so this run starts at step 0", last)
+        return None
+    return last
+
+
+def resume_command(cfg: DictConfig) -> str:
+    """The command that continues this run (or sweep) where it stopped."""
+    if not HydraConfig.initialized():
+        return f"ckpt_path={last_checkpoint(cfg)} (with this run's other settings)"
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return (
+            f"the same sweep command with hydra.sweep.dir={hydra_cfg.sweep.dir} resume=true "
+            f"(finished jobs are skipped)"
+        )
+    kept = [o for o in hydra_cfg.overrides.task if not o.startswith(("resume=", "hydra.run.dir="))]
+    args = [*kept, f"hydra.run.dir={cfg.run_dir}", "resume=true"]
+    return "python train.py " + " ".join(shlex.quote(a) for a in args)
