@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from makemore_lab.config_checks import parse_gain
 from makemore_lab.errors import UserError
+from makemore_lab.initialization import parse_gain
 from makemore_lab.layers import BatchNorm1d, Linear
-from makemore_lab.network import MLP
+from makemore_lab.model import MLP
 
 SEED = 2147483647
 LECTURE_INIT = dict(scheme="randn", gain=1, bias="randn", output_scheme="randn")
@@ -144,7 +144,7 @@ def test_non_positive_sizes_are_rejected_by_name(key: str, value) -> None:
 
 
 def test_unknown_activation_and_scheme_are_rejected_with_the_choices() -> None:
-    with pytest.raises(UserError, match=r"model\.activation='sigmoid'.*tanh, relu, identity"):
+    with pytest.raises(UserError, match=r"model\.activation='sigmoid'.*tanh, relu or identity"):
         MLP(27, activation="sigmoid")
-    with pytest.raises(UserError, match=r"init\.scheme='xavier'.*kaiming, randn"):
+    with pytest.raises(UserError, match=r"init\.scheme='xavier'.*kaiming or randn"):
         MLP(27, init=dict(scheme="xavier"))

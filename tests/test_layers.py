@@ -146,12 +146,3 @@ def test_activations_match_torch(ours: nn.Module, ref) -> None:
     out.sum().backward()
     out_ref.sum().backward()
     torch.testing.assert_close(x.grad, x2.grad, rtol=0, atol=0)
-
-
-def test_layers_keep_their_output_and_retain_its_grad_only_when_asked() -> None:
-    a, b = Tanh(), Tanh()
-    b.retain_out_grad = True
-    x = _inputs(4, 3)
-    b(a(x)).sum().backward()
-    assert a.out is not None and not a.out.retains_grad and b.out.retains_grad
-    torch.testing.assert_close(b.out.grad, torch.ones(4, 3))

@@ -9,8 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from makemore_lab.app import job_dirname, varying_only
-from makemore_lab.sampling import load_checkpoint, sample_names
+from makemore_lab.app import exclude_constant_overrides, job_dirname
+from makemore_lab.checkpointing import load_checkpoint
+from makemore_lab.sampling import sample_names
 from makemore_lab.train import train
 
 
@@ -118,10 +119,10 @@ def test_only_varying_overrides_name_the_job_directories() -> None:
         "trainer.max_steps=10",
     ]
     assert (
-        varying_only(argv)[-1]
+        exclude_constant_overrides(argv)[-1]
         == "hydra.job.config.override_dirname.exclude_keys=[trainer.max_steps]"
     )
-    assert varying_only(["train.py", "trainer.max_steps=10"]) == [
+    assert exclude_constant_overrides(["train.py", "trainer.max_steps=10"]) == [
         "train.py",
         "trainer.max_steps=10",
     ]

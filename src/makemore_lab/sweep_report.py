@@ -33,8 +33,7 @@ class SweepReport(Callback):
         statuses = job_statuses(sweep_dir)
         bad = {job: status for job, status in statuses.items() if status != "completed"}
         next_steps = (
-            f"  table   makemore-table {sweep_dir}\n"
-            f"  browse  tensorboard --logdir {sweep_dir}\n"
+            f"  table   makemore-table {sweep_dir}\n  browse  tensorboard --logdir {sweep_dir}\n"
         )
         if not bad:
             print(f"\nmakemore-lab: all {len(statuses)} jobs completed\n{next_steps}")

@@ -128,12 +128,14 @@ def build(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> Run:
         del ckpt  # Lightning reads the file again to restore it
     last = last_checkpoint(cfg)
     on_interrupt = SaveOnInterrupt(last) if last is not None else None
-    callbacks = [*instantiate_all(cfg.get("callbacks")), *extra_callbacks]
+    # The interrupt handler runs after the configured callbacks and before extra ones (tests
+    # that send a signal from a callback expect it to be seen at the next chunk's end).
+    callbacks = [*instantiate_all(cfg.get("callbacks")), *([on_interrupt] if on_interrupt else [])]
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         **batch_cadences(cfg),
         logger=instantiate_all(cfg.get("logger")) or False,
-        callbacks=[*callbacks, *([on_interrupt] if on_interrupt else [])],
+        callbacks=[*callbacks, *extra_callbacks],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=cfg.run_dir,
     )
@@ -171,7 +173,9 @@ def evaluate(run: Run) -> dict[str, float]:
         for split in ("train", "val", "test")
     }
     for logger in run.trainer.loggers:
-        logger.log_metrics({f"final/{k}": v for k, v in losses.items()}, step=run.trainer.global_step)
+        logger.log_metrics(
+            {f"final/{k}": v for k, v in losses.items()}, step=run.trainer.global_step
+        )
         logger.finalize("success")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # each job of a multirun is its own W&B run
@@ -238,7 +242,9 @@ def batch_cadences(cfg: DictConfig) -> dict[str, Any]:
     step cadences are multiples of it).
     """
     interval = step_cadences(cfg)["trainer.val_check_interval"]
-    return {"val_check_interval": interval // cfg.data.chunk_size} if isinstance(interval, int) else {}
+    return (
+        {"val_check_interval": interval // cfg.data.chunk_size} if isinstance(interval, int) else {}
+    )
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:

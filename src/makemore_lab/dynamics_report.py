@@ -1,0 +1,180 @@
+"""The dynamics callback's reading aids: `dynamics.md` and the lecture's figures.
+
+At step 0 and at the end: the lecture's printouts, one line per layer, into `dynamics.md` and
+the log, and the activation / gradient / weight-gradient distributions as figures. At the end:
+the update:data ratio over training and each layer's activation distribution over time.
+Figures go to `figures/*.png` and to the loggers as images.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import Logger
+from matplotlib.figure import Figure
+
+from makemore_lab.dynamics_figures import distribution_figure, heatmap_figure, update_ratio_figure
+from makemore_lab.dynamics_writer import Row, chart_name
+from makemore_lab.logger_media import figure_to_array, log_image
+
+log = logging.getLogger(__name__)
+NONLINEARITIES = ("Tanh", "ReLU", "Identity")
+Shape = tuple[int, ...]
+
+
+class DynamicsReport:
+    """The collected history the report and figures need; it travels in checkpoints."""
+
+    def __init__(self, dirpath: Path, figures: bool = True, heatmap_bins: int = 50) -> None:
+        self.dirpath, self.figures, self.heatmap_bins = dirpath, figures, heatmap_bins
+        self.layers: dict[str, str] = {}  # layer name -> kind, in network order
+        self.weights: dict[str, tuple[str, Shape]] = {}  # weight name -> (kind, shape)
+        self.reports: list[str] = []  # the Markdown sections written so far
+        self.last_values: dict[tuple[str, str], float] = {}  # (layer, stat) of the last step
+        self.last_step = 0
+        self.update_series: dict[str, tuple[list[int], list[float]]] = {}
+        self.heatmaps: dict[str, tuple[list[int], list[torch.Tensor], float, float]] = {}
+        self.snapshot: dict[str, dict[str, torch.Tensor]] = {}  # the last step's tensors
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "reports": self.reports,
+            "latest": self.last_values,
+            "last_step": self.last_step,
+            "update_series": self.update_series,
+            "heatmaps": self.heatmaps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reports = list(state["reports"])
+        self.last_values = dict(state["latest"])
+        self.last_step = state["last_step"]
+        self.update_series = dict(state["update_series"])
+        self.heatmaps = dict(state["heatmaps"])
+
+    def add(
+        self,
+        step: int,
+        rows: Sequence[Row],
+        outputs: dict[str, torch.Tensor],
+        output_grads: dict[str, torch.Tensor],
+        weight_grads: dict[str, torch.Tensor],
+    ) -> None:
+        """Remember one collected step: its values, update ratios, heat-map rows and tensors."""
+        self.last_values = {(layer, stat): value for _, layer, _, stat, value in rows}
+        self.last_step = step
+        for _, layer, kind, stat, value in rows:
+            if stat == "update_data_ratio_log10":
+                label = f"{chart_name(layer, kind)} {self.weights[layer][1]}"
+                steps, series = self.update_series.setdefault(label, ([], []))
+                steps.append(step)
+                series.append(value)
+        labels = {name: chart_name(name, kind) for name, kind in self.layers.items()}
+        nonlinear = [n for n, kind in self.layers.items() if kind in NONLINEARITIES]
+        self.snapshot = {
+            "activations": {labels[n]: outputs[n].cpu() for n in nonlinear if n in outputs},
+            "gradients": {labels[n]: output_grads[n].cpu() for n in nonlinear if n in output_grads},
+            "weight_gradients": {
+                f"{chart_name(n, self.weights[n][0])} {tuple(g.shape)}": g.cpu()
+                for n, g in weight_grads.items()
+            },
+        }
+        for name, t in outputs.items():
+            self._add_heatmap_row(labels[name], self.layers[name], t, step)
+
+    def _add_heatmap_row(self, label: str, kind: str, t: torch.Tensor, step: int) -> None:
+        # Binned on the CPU: CUDA's histc has no deterministic kernel (trainer.deterministic).
+        t = t.detach().float().flatten().cpu()
+        t = t[torch.isfinite(t)]  # a diverging run: count what is still finite
+        if label not in self.heatmaps:
+            # Fixed bins per layer, so rows are comparable over time: tanh lives in (-1, 1);
+            # other layers get their step-0 mean +- 4 std.
+            if kind == "Tanh":
+                lo, hi = -1.0, 1.0
+            else:
+                mean, std = (t.mean().item(), t.std().item()) if t.numel() > 1 else (0.0, 1.0)
+                mean = mean if math.isfinite(mean) else 0.0
+                std = std if math.isfinite(std) and std > 0 else 1.0
+                lo, hi = mean - 4 * std, mean + 4 * std
+            self.heatmaps[label] = ([], [], lo, hi)
+        steps, rows, lo, hi = self.heatmaps[label]
+        steps.append(step)
+        rows.append(torch.histc(t.clamp(lo, hi), bins=self.heatmap_bins, min=lo, max=hi))
+
+    def summarise(self, loggers: Sequence[Logger], step: int, when: str) -> None:
+        """The printout of the last collected step into dynamics.md and the log; its figures."""
+        lines = self.lines()
+        self.reports.append(f"## Step {step} ({when})\n\n```\n" + "\n".join(lines) + "\n```\n")
+        log.info("training dynamics at step %d (%s):\n%s", step, when, "\n".join(lines))
+        (self.dirpath / "dynamics.md").write_text(
+            "# Training dynamics\n\n" + "\n".join(self.reports)
+        )
+        if not self.figures:
+            return
+        tag = "init" if step == 0 else "final"
+        for what, tensors in self.snapshot.items():
+            title = f"{what.replace('_', ' ')} distribution at step {step}"
+            self._save_figure(loggers, f"{what}_{tag}", distribution_figure(tensors, title), step)
+
+    def finish(self, loggers: Sequence[Logger]) -> None:
+        """At the end of training: the last printout, then the figures over time."""
+        if self.last_values and self.last_step > 0:
+            self.summarise(loggers, self.last_step, "end of training")
+        if not (self.figures and self.update_series):
+            return
+        self._save_figure(
+            loggers, "update_data_ratio", update_ratio_figure(self.update_series), self.last_step
+        )
+        heatmaps = {
+            label: (steps, torch.stack(rows), lo, hi)
+            for label, (steps, rows, lo, hi) in self.heatmaps.items()
+        }
+        self._save_figure(
+            loggers, "activations_over_time", heatmap_figure(heatmaps), self.last_step
+        )
+
+    def lines(self) -> list[str]:
+        """The lecture's printouts for the last collected step, one line per layer."""
+        lines = [self._layer_line(name, kind) for name, kind in self.layers.items()]
+        lines += [
+            self._weight_line(name, kind, shape) for name, (kind, shape) in self.weights.items()
+        ]
+        return [line for line in lines if line]
+
+    def _values(self, layer: str) -> dict[str, float]:
+        return {stat: v for (name, stat), v in self.last_values.items() if name == layer}
+
+    def _layer_line(self, name: str, kind: str) -> str | None:
+        stat = self._values(name)
+        if kind not in NONLINEARITIES or "act_mean" not in stat:
+            return None
+        line = f"layer {name} ({kind}): mean {stat['act_mean']:+.2f}, std {stat['act_std']:.2f}"
+        if "act_saturated_pct" in stat:
+            line += f", saturated: {stat['act_saturated_pct']:.2f}%"
+        if "act_dead_pct" in stat:
+            line += f", dead: {stat['act_dead_pct']:.2f}%"
+        if "act_grad_std" in stat:
+            line += f" | grad mean {stat['act_grad_mean']:+f}, grad std {stat['act_grad_std']:e}"
+        return line
+
+    def _weight_line(self, name: str, kind: str, shape: Shape) -> str | None:
+        stat = self._values(name)
+        if "weight_grad_std" not in stat:
+            return None
+        return (
+            f"weight {shape!s:>10} ({chart_name(name, kind)}) "
+            f"| mean {stat['weight_grad_mean']:+f} | std {stat['weight_grad_std']:e} "
+            f"| grad:data ratio {stat['grad_data_ratio']:e} "
+            f"| update:data log10 {stat['update_data_ratio_log10']:+.2f}"
+        )
+
+    def _save_figure(self, loggers: Sequence[Logger], name: str, fig: Figure, step: int) -> None:
+        folder = self.dirpath / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        fig.savefig(folder / f"{name}.png", dpi=80)
+        log_image(loggers, f"figures/{name}", figure_to_array(fig), step)
