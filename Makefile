@@ -34,13 +34,13 @@ sweep: install data  ## the headline sweep: BatchNorm on/off x gain 1, 5/3
 
 ablation: install data  ## the lecture's 5-row loss table at full length (200k steps each), beside its numbers
 	$(PY) train.py -m experiment=$(LECTURE_ROWS) hydra/launcher=parallel hydra.sweep.dir=$(ABLATION_DIR) $(ARGS); \
-	status=$$?; $(PY) scripts/ablation_table.py $(ABLATION_DIR) --reference; exit $$status
+	status=$$?; $(VENV)/bin/makemore-table $(ABLATION_DIR) --reference; exit $$status
 
 table: install  ## the ablation table and plots of a sweep: make table SWEEP=outputs/multiruns/<timestamp>
-	$(PY) scripts/ablation_table.py $(SWEEP) --reference
+	$(VENV)/bin/makemore-table $(SWEEP) --reference
 
 bench: install data  ## steps/s against the lecture's own loop: default, no statistics, compiled (minutes)
-	$(PY) scripts/bench.py $(ARGS)
+	$(PY) -m benchmarks.bench $(ARGS)
 
 test: install data  ## the test suite (what CI runs)
 	$(PY) -m pytest

@@ -1,19 +1,22 @@
 """Train makemore-lab from the repository root: `python train.py [-m] [overrides...]`.
 
-The Hydra app is src/makemore_lab/app.py, the training src/makemore_lab/train.py. This file
-only makes the package importable without installation (here and in the processes a launcher
-such as submitit starts) and hands the command line to the app.
+The Hydra app is src/makemore_lab/app.py (also installed as the `makemore-train` command), the
+training src/makemore_lab/train.py. This file only hands the command line to the app; the
+package must be installed (`make install`, or `pip install -e .`).
 """
 
-import os
 import sys
-from pathlib import Path
 
-SRC = str(Path(__file__).resolve().parent / "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
-
-from makemore_lab.app import main  # noqa: E402
+try:
+    from makemore_lab.app import main
+except ModuleNotFoundError as err:
+    if err.name != "makemore_lab":
+        raise
+    sys.exit(
+        "makemore-lab: error: the makemore_lab package is not installed in this Python "
+        f"({sys.executable}). Run `make install` and use .venv/bin/python, or "
+        "`pip install -e .` in your environment, then run this command again."
+    )
 
 if __name__ == "__main__":
     main()

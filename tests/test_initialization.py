@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from makemore_lab.errors import UserError
-from makemore_lab.initialization import parse_gain
+from makemore_lab.gains import parse_gain
 from makemore_lab.layers import BatchNorm1d, Linear
 from makemore_lab.model import MLP
 

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from makemore_lab.errors import UserError
-from makemore_lab.initialization import parse_gain
+from makemore_lab.gains import parse_gain
 from makemore_lab.validation import (
     POSITIVE,
     POSITIVE_INT,

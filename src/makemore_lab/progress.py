@@ -1,10 +1,9 @@
-"""Progress bars that count optimizer steps, not Lightning batches.
+"""A progress bar that counts optimizer steps, not Lightning batches.
 
 A Lightning batch here is a chunk of `data.chunk_size` optimizer steps, so Lightning's bars,
 which count batches against a total of `max_steps`, would show 1 / 200000 after 500 steps and
-a rate in chunks per second. These show steps done out of `max_steps`, steps/s and the loss.
-They redraw once per chunk (about every second), which costs nothing measurable.
-`step_progress_bar` picks Lightning's rich bar when `rich` is installed, else its tqdm bar.
+a rate in chunks per second. This one shows steps done out of `max_steps`, steps/s and the loss.
+It redraws once per chunk (about every second), which costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -12,41 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+from lightning.pytorch.callbacks import RichProgressBar
+from rich.progress import ProgressColumn, Task
+from rich.text import Text
 
 
-class StepProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar, advanced to `trainer.global_step` after each chunk."""
+class StepsPerSecondColumn(ProgressColumn):
+    """Rich's measured rate of the task, which here advances by optimizer steps."""
 
-    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        super().on_train_epoch_start(trainer, *args)
-        if self.train_progress_bar is not None and trainer.max_steps > 0:
-            self.train_progress_bar.total = trainer.max_steps
-            self.train_progress_bar.n = self.train_progress_bar.initial = trainer.global_step
-            self.train_progress_bar.set_description("Steps")
-            self.train_progress_bar.unit = "step"
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
-    ) -> None:
-        bar = self.train_progress_bar
-        if bar is None or bar.disable or not self._should_update(i + 1, bar.total):
-            return
-        bar.n = trainer.global_step
-        bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
-        bar.refresh()
-
-
-if _RICH_AVAILABLE:
-    from rich.progress import ProgressColumn, Task
-    from rich.text import Text
-
-    class StepsPerSecondColumn(ProgressColumn):
-        """Rich's measured rate of the task, which here advances by optimizer steps."""
-
-        def render(self, task: Task) -> Text:
-            return Text(f"{task.speed or 0:,.0f} steps/s", style="progress.data.speed")
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} steps/s", style="progress.data.speed")
 
 
 class StepRichProgressBar(RichProgressBar):
@@ -78,10 +52,3 @@ class StepRichProgressBar(RichProgressBar):
         self._update(self.train_progress_bar_id, trainer.global_step)
         self._update_metrics(trainer, pl_module)
         self.refresh()
-
-
-def step_progress_bar(refresh_rate: int = 1) -> StepRichProgressBar | StepProgressBar:
-    """The rich bar when `rich` is installed (`pip install rich`), else the tqdm one."""
-    if _RICH_AVAILABLE:
-        return StepRichProgressBar(refresh_rate=refresh_rate)
-    return StepProgressBar(refresh_rate=refresh_rate)
