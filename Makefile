@@ -39,7 +39,7 @@ ablation: install data  ## the lecture's 5-row loss table at full length (200k s
 table: install  ## the ablation table and plots of a sweep: make table SWEEP=outputs/multiruns/<timestamp>
 	$(VENV)/bin/makemore-table $(SWEEP) --reference
 
-bench: install data  ## steps/s against the lecture's own loop: default, no statistics, compiled (minutes)
+bench: install data  ## steps/s against the lecture's own loop: default, no dynamics callback, compiled (minutes)
 	$(PY) -m benchmarks.bench $(ARGS)
 
 test: install data  ## the test suite (what CI runs)

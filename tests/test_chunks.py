@@ -2,7 +2,7 @@
 
 The same run with 1, 4 or 6 minibatches per `training_step` must be the same run: the same
 minibatches, weights and losses, bit for bit, and the same steps for the learning-rate decay,
-logged points, validation, checkpoints and the statistics callback.
+logged points, validation, checkpoints and the dynamics callback.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TensorBoard in a real browser: the statistics callback's tags are listed, and a screenshot.
+"""TensorBoard in a real browser: the dynamics callback's tags are listed, and a screenshot.
 
 Trains the headline comparison (BatchNorm on/off, gain 3) through the real CLI, serves it
 with `tensorboard` on loopback and opens it in headless Chromium (Debian's `chromium`

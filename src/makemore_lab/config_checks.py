@@ -1,7 +1,7 @@
 """Config values checked before anything runs, each failure one sentence naming key and form.
 
 Our own classes check their own arguments when they are built (data and model sizes, init
-schemes and gains, the statistics callback's settings). The values below go to torch, Lightning
+schemes and gains, the dynamics callback's settings). The values below go to torch, Lightning
 or Hydra's launchers instead, whose errors arrive as tracebacks far from the key that caused
 them (or, for a negative learning rate, as no error at all), so they are checked here, first.
 """

@@ -1,7 +1,7 @@
 """Histograms and images to whichever loggers a run has (TensorBoard, W&B; CSV takes neither).
 
 Lightning's `log_metrics` is logger-agnostic for scalars only; these two functions are the
-equivalent for the statistics callback's histograms and figures.
+equivalent for the dynamics callback's histograms and figures.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The lecture's training loop, transcribed: the yardstick `scripts/bench.py` measures against.
+"""The lecture's training loop, transcribed: the yardstick `benchmarks.bench` measures against.
 
 Plain tensors and the notebook's own layer classes (no nn.Module, no Lightning), the update
 `p.data += -lr * p.grad`, and `lossi.append(loss.log10().item())` on every step as the notebook
 does. Only the debugging lines (`retain_grad` on every layer, the update:data list) are left
-out, as the lecture itself says to do once the network trains.
+out, as the lecture itself says to do once the network trains. An importable module, not a
+command: `from benchmarks import reference_loop`, then `reference_loop.steps_per_second(...)`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 
 
 class Linear:
+    """The notebook's `Linear`: a weight scaled by 1/sqrt(fan_in), an optional bias."""
+
     def __init__(self, fan_in: int, fan_out: int, g: torch.Generator, bias: bool = True) -> None:
         self.weight = torch.randn((fan_in, fan_out), generator=g) / fan_in**0.5
         self.bias = torch.zeros(fan_out) if bias else None
@@ -30,6 +33,8 @@ class Linear:
 
 
 class BatchNorm1d:
+    """The notebook's `BatchNorm1d`: batch statistics in training, running ones otherwise."""
+
     def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         self.eps, self.momentum, self.training = eps, momentum, True
         self.gamma, self.beta = torch.ones(dim), torch.zeros(dim)
@@ -54,6 +59,8 @@ class BatchNorm1d:
 
 
 class Tanh:
+    """The notebook's `Tanh`, keeping its output in `.out` as the lecture's layers do."""
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.out = torch.tanh(x)
         return self.out

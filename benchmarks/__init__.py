@@ -1,0 +1,1 @@
+"""Measurements of the training path: throughput against the lecture loop, repeatability."""
