@@ -1,109 +1,185 @@
-"""Bad input costs one clear sentence: every kind of bad value, through the real CLI.
+"""Bad input costs one clear sentence, and nothing trains.
 
-The commands run concurrently (each is mostly Python start-up), then each case is its own test.
+A user sees one paragraph on stderr, starting `makemore-lab: error: `, with no traceback, and
+exit status 2; no checkpoint or event file is written. Four commands pin that contract through
+the real CLI: a config value, a launcher option, a data file and a value a class checks when it
+is built. Every other bad value is tested in process, where it is caught: by `check_config`
+(values that go to torch, Lightning or Hydra), by `check_launcher` (a multirun's launcher), or
+by the class that receives it when `train` builds it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from conftest import FAST, on_file, run_cli
-from makemore_lab.config_checks import CHECKS, check_config
+from makemore_lab.app import find_user_error, launcher_of
+from makemore_lab.config_checks import CHECKS, check_config, check_launcher
+from makemore_lab.errors import UserError
+from makemore_lab.train import train
 
-# (name, command-line arguments after the usual test settings, what the message must say)
-CASES = [
-    ("negative lr", ["optim.lr=-0.1"], "optim.lr=-0.1 is not valid: it must be a positive number"),
-    ("zero lr", ["optim.lr=0"], "optim.lr=0 is not valid"),
-    ("decay gamma", ["optim.decay_gamma=0"], "optim.decay_gamma=0 is not valid"),
-    ("steps not a number", ["trainer.max_steps=abc"], "trainer.max_steps='abc' is not valid"),
-    ("log cadence", ["trainer.log_every_n_steps=0"], "must be a positive integer"),
-    ("val cadence", ["trainer.val_check_interval=-10"], "trainer.val_check_interval=-10"),
-    ("bn momentum", ["model.bn.momentum=2"], r"model.bn.momentum=2 .* a number in \[0, 1\]"),
-    ("bn running", ["model.bn.running=mean"], "model.bn.running='mean' .* var or std"),
-    ("output scale", ["init.output_scale=-1"], "init.output_scale=-1 is not valid"),
-    ("gain expression", ["init.gain=5/3+"], "init.gain='5/3\\+' is not a valid gain"),
-    ("threshold", ["callbacks.dynamics.saturation_threshold=1.5"], "strictly between 0 and 1"),
-    ("seed", ["seed=-1"], "seed=-1 is not valid: it must be a non-negative integer"),
-    ("threads", ["threads=0"], "threads=0 is not valid: it must be null or a positive integer"),
-    ("resume", ["resume=maybe"], "resume='maybe' is not valid: it must be true or false"),
-    ("samples", ["samples.count=-1"], "samples.count=-1"),
-    ("chunk", ["data.chunk_size=0"], "data.chunk_size=0 must be a positive integer"),
+POSITIVE_INT = "is not valid: it must be a positive integer"
+
+# (case, arguments after the usual test settings, what the one paragraph must say)
+CLI_CASES = [
     (
-        "parallel launcher",
+        "config value",
+        ["optim.lr=-0.1"],
+        "optim.lr=-0.1 is not valid: it must be a positive number",
+    ),
+    (
+        "launcher option",
         ["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=0", "seed=1,2"],
         r"hydra.launcher.n_jobs=0 is not valid: .*--cfg hydra",
     ),
     (
-        "slurm launcher",
-        ["-m", "hydra/launcher=slurm", "hydra.launcher.timeout_min=-3", "seed=1,2"],
-        "hydra.launcher.timeout_min=-3 is not valid",
+        "data file",
+        ["data.path={tmp}/does/not/exist.txt"],  # replaces the names file given before it
+        "exist.txt does not exist",
     ),
-    ("gain word", ["init.gain=abc"], "init.gain='abc' is not a valid gain"),
-    ("gain zero division", ["init.gain=5/0"], "is not a valid gain.*divides by zero"),
-    ("hidden size", ["model.n_hidden=0"], "model.n_hidden=0 must be a positive integer"),
-    ("layers", ["model.n_layers=-2"], "model.n_layers=-2 must be a positive integer"),
-    ("batch size", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
-    ("activation", ["model.activation=gelu"], "model.activation='gelu' is not supported"),
-    ("missing data file", ["data.path={tmp}/does/not/exist.txt"], "exist.txt does not exist"),
-    ("binary data file", ["data.path={binary}"], "looks binary"),
-    ("empty data file", ["data.path={empty}"], "holds no names"),
-    (
-        "checksum",
-        ["data.path={tmp}/fresh.txt", "data.download=true", "data.url=file://{names}"],
-        "has sha256 .* kept aside as .*fresh.txt.rejected and not used",
-    ),
+    ("value checked when built", ["model.n_hidden=0"], f"model.n_hidden=0 {POSITIVE_INT}"),
+]
+
+# Values `check_config` refuses before torch and Lightning are even imported.
+CONFIG_CASES = [
+    ("optim.lr=0", "optim.lr=0 is not valid"),
+    ("optim.decay_gamma=0", "optim.decay_gamma=0 is not valid"),
+    ("trainer.max_steps=abc", "trainer.max_steps='abc' is not valid"),
+    ("trainer.log_every_n_steps=0", "must be a positive integer"),
+    ("trainer.val_check_interval=-10", "trainer.val_check_interval=-10"),
+    ("model.bn.momentum=2", r"model.bn.momentum=2 .* a number in \[0, 1\]"),
+    ("model.bn.running=mean", "model.bn.running='mean' .* var or std"),
+    ("init.output_scale=-1", "init.output_scale=-1 is not valid"),
+    ("init.gain=5/3+", r"init.gain='5/3\+' is not a valid gain"),
+    ("init.gain=abc", "init.gain='abc' is not a valid gain"),
+    ("init.gain=5/0", "is not a valid gain.*divides by zero"),
+    ("seed=-1", "seed=-1 is not valid: it must be a non-negative integer"),
+    ("threads=0", "threads=0 is not valid: it must be null or a positive integer"),
+    ("resume=maybe", "resume='maybe' is not valid: it must be true or false"),
+    ("samples.count=-1", "samples.count=-1"),
+]
+
+# Values our own classes refuse when `train` builds them (data, network, init, callbacks).
+BUILD_CASES = [
+    ("data.chunk_size=0", f"data.chunk_size=0 {POSITIVE_INT}"),
+    ("data.batch_size=0", f"data.batch_size=0 {POSITIVE_INT}"),
+    ("model.n_layers=-2", f"model.n_layers=-2 {POSITIVE_INT}"),
+    ("model.activation=gelu", "model.activation='gelu' is not valid: .* tanh, relu or identity"),
+    ("init.scheme=xavier", "init.scheme='xavier' is not valid: .* kaiming or randn"),
+    ("callbacks.dynamics.saturation_threshold=1.5", "strictly between 0 and 1"),
+    ("callbacks.dynamics.every_n_steps=0", f"callbacks.dynamics.every_n_steps=0 {POSITIVE_INT}"),
+]
+
+# Names files the datamodule refuses when it reads them: (file name, its bytes, the message)
+BAD_FILES = [
+    ("binary.txt", b"\x00\x01\x02names\x00", "looks binary"),
+    ("empty.txt", b"\n\n", "holds no names"),
 ]
 
 
+def user_error_of(call: Callable[[], object]) -> str:
+    """What the user reads: the UserError behind the error `call` raises (Hydra may wrap it)."""
+    with pytest.raises((UserError, InstantiationException)) as raised:
+        call()
+    error = find_user_error(raised.value)
+    assert error is not None, f"not a user error: {raised.value!r}"
+    assert "\n" not in str(error), "more than one paragraph"
+    return str(error)
+
+
+def assert_nothing_trained(where: str | Path) -> None:
+    where = Path(where)
+    assert not (where / "checkpoints").exists() and not list(where.rglob("events.out.*"))
+
+
 @pytest.fixture(scope="module")
-def results(
+def cli_results(
     names_file: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
-    tmp = tmp_path_factory.mktemp("bad_input")
-    (tmp / "binary.txt").write_bytes(b"\x00\x01\x02names\x00")
-    (tmp / "empty.txt").write_text("\n\n")
-    paths = {"binary": tmp / "binary.txt", "empty": tmp / "empty.txt", "tmp": tmp}
-    paths["names"] = names_file
-    # The checksum case: a URL whose content is not the file we expect.
-    wrong = "0" * 64
-    assert hashlib.sha256(names_file.read_bytes()).hexdigest() != wrong
+    """Each CLI case's result and output directory; the commands run at once (mostly start-up)."""
+    tmp = tmp_path_factory.mktemp("bad_cli_input")
 
     def run(case: tuple[str, list[str], str]) -> tuple[subprocess.CompletedProcess, Path]:
         name, args, _ = case
-        args = [a.format(**paths) for a in args]
+        args = [a.format(tmp=tmp) for a in args]
         where = tmp / name.replace(" ", "_")
         out = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
-        extra = [f"data.sha256={wrong}"] if name == "checksum" else []
-        base = on_file(names_file) if not any(a.startswith("data.path") for a in args) else []
-        return run_cli("train.py", *base, *FAST, *args, *extra, f"{out}={where}"), where
+        return run_cli("train.py", *on_file(names_file), *FAST, *args, f"{out}={where}"), where
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip([c[0] for c in CASES], pool.map(run, CASES), strict=True))
+    with ThreadPoolExecutor(max_workers=len(CLI_CASES)) as pool:
+        return dict(zip([c[0] for c in CLI_CASES], pool.map(run, CLI_CASES), strict=True))
 
 
-@pytest.mark.parametrize(("name", "args", "message"), CASES, ids=[c[0] for c in CASES])
-def test_a_bad_value_is_one_paragraph_naming_it_and_nothing_trains(
-    results: dict, name: str, args: list[str], message: str
+@pytest.mark.parametrize(("name", "args", "message"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_the_cli_prints_one_paragraph_exits_2_and_trains_nothing(
+    cli_results: dict, name: str, args: list[str], message: str
 ) -> None:
-    result, where = results[name]
+    result, where = cli_results[name]
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     paragraph = result.stderr.split("makemore-lab: error: ")[1].strip()
     assert "\n" not in paragraph and re.search(message, paragraph), paragraph
-    assert not (where / "checkpoints").exists() and not list(where.rglob("events.out.*"))
+    assert_nothing_trained(where)
 
 
-def test_the_checksum_failure_keeps_the_download_aside(results: dict) -> None:
-    _, where = results["checksum"]
-    fresh = where.parent / "fresh.txt"
+@pytest.mark.parametrize(("override", "message"), CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_check_config_names_the_bad_value_and_its_form(make_cfg, override, message) -> None:
+    cfg = make_cfg(override)
+    with pytest.raises(UserError, match=message) as raised:
+        check_config(cfg)
+    assert "\n" not in str(raised.value)
+
+
+def test_check_launcher_names_a_bad_launcher_option_before_any_job() -> None:
+    argv = ["train.py", "-m", "hydra/launcher=slurm", "hydra.launcher.timeout_min=-3", "seed=1,2"]
+    launcher = launcher_of(argv)
+    assert launcher is not None
+    with pytest.raises(UserError, match=re.escape("hydra.launcher.timeout_min=-3 is not valid")):
+        check_launcher(launcher)
+
+
+@pytest.mark.parametrize(("override", "message"), BUILD_CASES, ids=[c[0] for c in BUILD_CASES])
+def test_a_value_refused_when_built_stops_the_run_before_training(
+    make_cfg, override, message
+) -> None:
+    cfg = make_cfg(override)
+    assert re.search(message, user_error_of(lambda: train(cfg)))
+    assert_nothing_trained(cfg.run_dir)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD_FILES, ids=[f[0] for f in BAD_FILES])
+def test_a_names_file_that_is_not_names_stops_the_run_before_training(
+    make_cfg, tmp_path: Path, name, content, message
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    cfg = make_cfg(data=path)
+    assert re.search(message, user_error_of(lambda: train(cfg)))
+    assert_nothing_trained(cfg.run_dir)
+
+
+def test_a_download_with_the_wrong_checksum_is_kept_aside_and_not_used(
+    make_cfg, names_file: Path, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "fresh.txt"
+    cfg = make_cfg(
+        "data.download=true",
+        f"data.url={names_file.as_uri()}",
+        f"data.sha256={'0' * 64}",
+        data=fresh,
+    )
+    message = user_error_of(lambda: train(cfg))
+    assert re.search("has sha256 .* kept aside as .*fresh.txt.rejected and not used", message)
     assert not fresh.exists() and fresh.with_name("fresh.txt.rejected").is_file()
+    assert_nothing_trained(cfg.run_dir)
 
 
 def test_every_default_config_passes_and_each_checked_key_exists(make_cfg) -> None:
