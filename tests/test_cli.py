@@ -1,4 +1,4 @@
-"""The users' commands, run for real: `python train.py ...` and `scripts/sample.py`."""
+"""The users' commands, run for real: `python train.py ...`, `makemore-sample`, `makemore-table`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from conftest import FAST, on_file, run_cli
+
+SAMPLE = ("-m", "makemore_lab.sample_cli")  # makemore-sample, with the interpreter of the tests
+TABLE = ("-m", "makemore_lab.table_cli")  # makemore-table
 
 
 def test_headline_sweep_leaves_four_job_directories_with_metrics(
@@ -26,7 +27,7 @@ def test_headline_sweep_leaves_four_job_directories_with_metrics(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "makemore-lab: all 4 jobs completed" in result.stdout
-    assert f"table   python scripts/ablation_table.py {sweep}" in result.stdout
+    assert f"table   makemore-table {sweep}" in result.stdout
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     # job number first, then only the overrides that vary; 5/3 must not nest directories
     assert jobs == [
@@ -40,21 +41,26 @@ def test_headline_sweep_leaves_four_job_directories_with_metrics(
         assert metrics["status"] == "completed" and metrics["steps"] == 20
     gains = {json.loads((sweep / j / "metrics.json").read_text())["step0_loss"] for j in jobs}
     assert len(gains) > 1  # the overrides reached the jobs
-    table = run_cli("scripts/dynamics_table.py", str(sweep))
+    table = run_cli(*TABLE, str(sweep), "--layers")
     assert table.returncode == 0, table.stderr
     rows = table.stdout.strip().splitlines()
     assert rows[2].startswith("| model.batchnorm=True, init.gain=1 | ") and len(rows) == 6
     assert "%" in rows[2] and "(layer" not in rows[0]
+    uncollected = run_cli(*TABLE, str(sweep), "--layers", "--step", "7")
+    assert uncollected.returncode == 2 and "Traceback" not in uncollected.stderr
+    assert (
+        "--step 7 was not collected" in uncollected.stderr and "steps 0, 19" in uncollected.stderr
+    )
 
 
-def test_single_run_and_sample_script(names_file: Path, tmp_path: Path) -> None:
+def test_single_run_and_sample_command(names_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_cli("train.py", *on_file(names_file), *FAST, f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "checkpoints" / "last.ckpt").is_file() and (
         run / ".hydra" / "config.yaml"
     ).is_file()
-    sampled = run_cli("scripts/sample.py", str(run), "--count", "4", "--prefix", "ab")
+    sampled = run_cli(*SAMPLE, str(run), "--count", "4", "--prefix", "ab")
     assert sampled.returncode == 0, sampled.stderr
     names = sampled.stdout.split()
     assert len(names) == 4 and all(n.startswith("ab") for n in names)
@@ -72,13 +78,13 @@ def test_sampling_rejects_characters_outside_the_vocabulary_and_bad_checkpoints(
 ) -> None:
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    result = run_cli("scripts/sample.py", str(broken))
+    result = run_cli(*SAMPLE, str(broken))
     assert (
         result.returncode == 2
         and "cannot be read" in result.stderr
         and "Traceback" not in result.stderr
     )
-    missing = run_cli("scripts/sample.py", str(tmp_path / "nothing"))
+    missing = run_cli(*SAMPLE, str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "No checkpoint at" in missing.stderr
 
 
@@ -91,28 +97,22 @@ def test_help_lists_the_config_groups_and_cfg_job_prints_the_config() -> None:
     assert job.returncode == 0 and "n_hidden: 100" in job.stdout
 
 
-@pytest.mark.parametrize("bar", ["rich", "tqdm"])
 def test_the_progress_bar_counts_steps_and_the_run_is_summarised(
-    names_file: Path, tmp_path: Path, bar: str
+    names_file: Path, tmp_path: Path
 ) -> None:
     shown = [o for o in FAST if "progress" not in o]  # the default bar, on
-    if bar == "tqdm":  # what runs without rich installed
-        shown.append("callbacks.progress_bar._target_=makemore_lab.progress.StepProgressBar")
     run = tmp_path / "run"
     result = run_cli("train.py", *on_file(names_file), *shown, f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     # 20 steps in chunks of 5: the bar ends at 20/20 steps, not at 4 batches out of 20
-    if bar == "rich":
-        assert re.search(r"Steps ━+ 20/20 .* steps/s train/loss: \d", result.stdout), result.stdout
-    else:
-        assert re.search(r"Steps: 100%\|[^|]*\| 20/20 \[", result.stdout), result.stdout[-2000:]
-        assert "step/s" in result.stdout
+    assert re.search(r"Steps ━+ 20/20 .* steps/s train/loss: \d", result.stdout), result.stdout
     # A few lines on the config at the start; results and the commands to go on at the end.
     printed = result.stdout + result.stderr  # Hydra's console log goes to stdout
     assert re.search(r"model +5 x 100 tanh \+ BatchNorm", printed)
     assert f"writes  {run}" in printed
     assert re.search(r"loss +train \d\.\d{4} \| val \d\.\d{4} \| test \d\.\d{4}", printed)
     assert f"browse  tensorboard --logdir {run}" in printed
+    assert f"sample  makemore-sample {run}" in printed
     assert "INFO: " not in printed and "litlogger" not in printed  # Lightning's lines, once
 
 

@@ -10,6 +10,8 @@ from hydra import compose, initialize_config_dir
 
 from conftest import FAST, ROOT, on_file, run_cli
 
+TABLE = ("-m", "makemore_lab.table_cli")  # makemore-table, with the interpreter of the tests
+
 
 def sweep(names_file: Path, out: Path, *overrides: str, env: dict[str, str] | None = None):
     return run_cli(
@@ -24,7 +26,7 @@ def sweep(names_file: Path, out: Path, *overrides: str, env: dict[str, str] | No
 
 
 def table(out: Path, *flags: str) -> str:
-    result = run_cli("scripts/ablation_table.py", str(out), *flags)
+    result = run_cli(*TABLE, str(out), *flags)
     assert result.returncode == 0, result.stderr
     for name in ("ablation.md", "ablation.csv", "loss_curves.png", "depth_init.png"):
         assert (out / name).is_file(), name
@@ -85,6 +87,29 @@ def test_the_table_of_a_sweep_killed_mid_way_shows_what_finished(
     md = table(out)
     assert "| init.gain=1 | 1 | completed |" in md
     assert "| init.gain=2 | 1 | unfinished (no metrics.json) |" in md
+
+
+def fake_job(sweep: Path, name: str, overrides: list[str], metrics: str | None) -> Path:
+    """A job directory as Hydra and the run leave it, without training: overrides, metrics."""
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if metrics is not None:
+        (job / "metrics.json").write_text(metrics)
+    return job
+
+
+def test_a_damaged_metrics_json_is_an_unreadable_row_not_a_crash(tmp_path: Path) -> None:
+    out = tmp_path / "damaged"
+    done = {"status": "completed", "train_loss": 2.5, "val_loss": 2.6, "steps": 20}
+    fake_job(out, "0_init.gain=1", ["init.gain=1"], json.dumps(done))
+    fake_job(out, "1_init.gain=2", ["init.gain=2"], '{"status": "compl')  # cut off mid-write
+    fake_job(out, "2_init.gain=3", ["init.gain=3"], "[1, 2]")  # JSON, but not a record
+    fake_job(out, "3_init.gain=4", ["init.gain=4"], None)  # still running
+    md = table(out)
+    assert "| init.gain=1 | 1 | completed |  | 2.5000 | 2.6000 |" in md  # no loss@0 recorded
+    assert "| init.gain=2 | 1 | unreadable |" in md and "| init.gain=3 | 1 | unreadable |" in md
+    assert "| init.gain=4 | 1 | unfinished (no metrics.json) |" in md
 
 
 def test_repeated_seeds_are_one_row_with_mean_and_std(names_file: Path, tmp_path: Path) -> None:
@@ -149,7 +174,7 @@ def test_deep_study_is_a_multirun_over_batchnorm_gain_and_activation() -> None:
 
 
 def test_table_of_a_directory_without_jobs_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_cli("scripts/ablation_table.py", str(tmp_path))
+    result = run_cli(*TABLE, str(tmp_path))
     assert result.returncode == 2 and "holds no job directories" in result.stderr
 
 
