@@ -113,6 +113,10 @@ def launcher_of(argv: list[str]) -> DictConfig | None:
     return cfg.hydra.launcher
 
 
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    return "litlogger" not in record.getMessage()
+
+
 def quiet_lightning() -> None:
     """Lightning's console lines once, without its advert or warnings users cannot act on."""
     # `import lightning` gives the "lightning" logger a console handler of its own; under
@@ -120,10 +124,9 @@ def quiet_lightning() -> None:
     # twice. Called after the import, in the process that trains.
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
-    # Lightning's advertisement for its cloud logger, printed at every start.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()
-    )
+    # Lightning's advertisement for its cloud logger, printed at every start (a logger adds
+    # the same filter once, however many jobs of a sweep this process runs).
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_an_advert)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # With manual optimization ModelCheckpoint warns that it saves the state after the step's
     # update; that is what we want (a checkpoint at step N holds N updates).
