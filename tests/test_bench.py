@@ -52,3 +52,16 @@ def test_bench_prints_a_table_and_a_json_line_with_every_variant(names_file: Pat
         assert abs(summary[f"{variant}_over_reference"] - ratio) < 0.01
     assert 100 < summary["peak_rss_mib"] < 100_000
     assert summary["network"] == "lecture_mlp" and summary["steps"] == 60
+
+
+@pytest.mark.slow  # a few seconds of training: `make test-all` runs it
+def test_the_stacked_benchmark_prints_job_steps_per_second_for_each_n(names_file: Path) -> None:
+    result = run_cli(
+        "-m", "benchmarks.stacked", "--data", str(names_file), "--jobs", "1", "3", "--steps", "30"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["job_steps_per_s_1"] > 0 and summary["job_steps_per_s_3"] > 0
+    ratio = summary["job_steps_per_s_3"] / summary["job_steps_per_s_1"]
+    assert abs(summary["speedup_3_jobs"] - ratio) < 0.011
+    assert summary["one_job_over_reference"] > 0

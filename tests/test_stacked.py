@@ -1,0 +1,139 @@
+"""Stacked jobs are each itself: N networks trained as one give each job's solo run, bit for bit.
+
+The reference is `train()` itself, one job at a time; the stacked side is `StackedMLP` fed by
+`stacked_steps` (each job's own generator, learning rate and decay), with no Lightning.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from makemore_lab.dynamics import OutputCapture
+from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
+from makemore_lab.model import MLP
+from makemore_lab.stacked import StackedMLP, layer_kind
+from makemore_lab.stacked_steps import (
+    StackedSGD,
+    StepDecay,
+    draw_chunk,
+    job_losses,
+    train_chunk,
+)
+from makemore_lab.train import train
+
+STEPS, CHUNK = 30, 5
+# Three jobs of one stacking group: they differ in gain, seed and learning rate, and the
+# learning rate decays in the middle of the run.
+JOBS = [["init.gain=1"], ["init.gain=5/3", "seed=7"], ["init.gain=3", "optim.lr=0.05"]]
+
+
+def configs(make_cfg, tmp_path: Path, *overrides: str) -> list:
+    settings = [
+        f"trainer.max_steps={STEPS}",
+        f"data.chunk_size={CHUNK}",
+        "optim.decay_step=12",
+        "logger=csv",
+        "callbacks.dynamics.every_n_steps=1000",
+        *overrides,
+    ]
+    return [
+        make_cfg(*settings, *job, f"run_dir={tmp_path / f'solo{i}'}") for i, job in enumerate(JOBS)
+    ]
+
+
+def stacked_group(cfgs: list) -> tuple[StackedMLP, list[torch.Generator], list[MLP], object]:
+    """The group's networks, each drawn from its own generator as its solo run draws it."""
+    generators = [torch.Generator().manual_seed(c.seed) for c in cfgs]
+    dm = instantiate(cfgs[0].data)
+    dm.setup("fit")
+    nets = [
+        instantiate(c.model, vocab_size=dm.vocab.size, init=c.init, generator=g, _convert_="all")
+        for c, g in zip(cfgs, generators, strict=True)
+    ]
+    return StackedMLP.from_networks(nets), generators, nets, dm
+
+
+def train_stacked(cfgs: list, lecture: bool) -> tuple[StackedMLP, StackedSGD]:
+    model, generators, _, dm = stacked_group(cfgs)
+    schedules = [StepDecay(c.optim.lr, c.optim.decay_step, c.optim.decay_gamma) for c in cfgs]
+    optimizer = StackedSGD(model, schedules, lecture=lecture)
+    x, y = dm.splits["train"]
+    for first in range(0, STEPS, CHUNK):
+        xs, ys = draw_chunk(x, y, generators, CHUNK, cfgs[0].data.batch_size)
+        train_chunk(model, optimizer, xs, ys, first)
+    return model, optimizer
+
+
+@pytest.mark.parametrize(
+    ("optim", "network"),
+    [("sgd", "model=deep"), ("lecture_sgd", "model=deep"), ("lecture_sgd", "experiment=original")],
+)
+def test_each_stacked_job_ends_with_its_solo_runs_weights_bit_for_bit(
+    make_cfg, tmp_path: Path, optim: str, network: str
+) -> None:
+    cfgs = configs(make_cfg, tmp_path, network, f"optim={optim}")
+    for cfg in cfgs:
+        train(cfg)
+    model, _ = train_stacked(cfgs, lecture=optim == "lecture_sgd")
+    for job, cfg in enumerate(cfgs):
+        solo = torch.load(Path(cfg.run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+        solo_state = {k.removeprefix("net."): v for k, v in solo["state_dict"].items()}
+        stacked_state = model.network_state(job)
+        assert stacked_state.keys() == solo_state.keys()
+        for name, value in solo_state.items():
+            assert torch.equal(stacked_state[name], value), (job, name)
+
+
+def test_per_job_statistics_of_the_stacked_step_0_are_the_solo_runs(make_cfg, tmp_path) -> None:
+    cfgs = configs(make_cfg, tmp_path, "trainer.max_steps=1", "model.n_layers=2")
+    for cfg in cfgs:
+        train(cfg)
+    model, generators, _, dm = stacked_group(cfgs)
+    optimizer = StackedSGD(model, [StepDecay(c.optim.lr) for c in cfgs])
+    layers = {str(i): m for i, m in enumerate(model.layers)}
+    weights = model.weights()
+    xs, ys = draw_chunk(*dm.splits["train"], generators, 1, cfgs[0].data.batch_size)
+    # Step 0 by hand, as the dynamics callback sees it: outputs and their gradients through
+    # hooks, the weights' gradients and values around the update.
+    capture = OutputCapture()
+    capture.arm(layers)
+    before = {n: w.detach().clone() for n, (_, w) in weights.items()}
+    job_losses(model, xs[:, 0], ys[:, 0]).sum().backward()
+    grads = {n: w.grad.detach().clone() for n, (_, w) in weights.items()}
+    optimizer.step(0)
+    capture.disarm()
+    steps = {n: WeightStep(k, grads[n], before[n], w.detach()) for n, (k, w) in weights.items()}
+    kinds = {n: layer_kind(m) for n, m in layers.items()}
+    stats = collect(capture.outputs, capture.grads, kinds, steps, 0.97)
+    values = to_numbers(stats)  # one list per statistic, one value per job
+    for job, cfg in enumerate(cfgs):
+        with (Path(cfg.run_dir) / "dynamics.csv").open() as f:
+            solo = {(r["layer"], r["stat"]): float(r["value"]) for r in csv.DictReader(f)}
+        stacked = {(s.layer, s.name): row[job] for s, row in zip(stats, values, strict=True)}
+        assert stacked.keys() == solo.keys()
+        for key, value in solo.items():
+            assert stacked[key] == pytest.approx(value, rel=1e-6, abs=1e-9), (job, key)
+
+
+def test_a_diverging_job_is_frozen_and_the_others_train_on(make_cfg, tmp_path: Path) -> None:
+    cfgs = configs(make_cfg, tmp_path, "model.batchnorm=false", "model.activation=identity")
+    cfgs[1].optim.lr = 1e6  # job 1 blows up within a few steps
+    cfgs[2].init.gain = 1  # a linear network that trains
+    for job in (0, 2):
+        train(cfgs[job])
+    model, optimizer = train_stacked(cfgs, lecture=False)
+    assert optimizer.active.tolist() == [True, False, True]
+    for job in (0, 2):
+        solo = torch.load(Path(cfgs[job].run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+        for name, value in solo["state_dict"].items():
+            assert torch.equal(model.network_state(job)[name.removeprefix("net.")], value), name
+
+
+def test_only_networks_of_the_same_shapes_stack() -> None:
+    with pytest.raises(ValueError, match="same layers and shapes"):
+        StackedMLP.from_networks([MLP(11, batchnorm=True), MLP(11, batchnorm=False)])
