@@ -51,7 +51,7 @@ def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
     for first in range(0, args.steps, chunk):
         n = min(chunk, args.steps - first)
         xs, ys = draw_chunk(x, y, generators, n, cfg.data.batch_size)
-        train_chunk(model, optimizer, xs, ys, first)
+        train_chunk(model, optimizer, xs, ys)
     return jobs * args.steps / (time.perf_counter() - started)
 
 

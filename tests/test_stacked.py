@@ -63,9 +63,9 @@ def train_stacked(cfgs: list, lecture: bool) -> tuple[StackedMLP, StackedSGD]:
     schedules = [StepDecay(c.optim.lr, c.optim.decay_step, c.optim.decay_gamma) for c in cfgs]
     optimizer = StackedSGD(model, schedules, lecture=lecture)
     x, y = dm.splits["train"]
-    for first in range(0, STEPS, CHUNK):
+    for _ in range(0, STEPS, CHUNK):
         xs, ys = draw_chunk(x, y, generators, CHUNK, cfgs[0].data.batch_size)
-        train_chunk(model, optimizer, xs, ys, first)
+        train_chunk(model, optimizer, xs, ys)
     return model, optimizer
 
 
@@ -105,7 +105,7 @@ def test_per_job_statistics_of_the_stacked_step_0_are_the_solo_runs(make_cfg, tm
     before = {n: w.detach().clone() for n, (_, w) in weights.items()}
     job_losses(model, xs[:, 0], ys[:, 0]).sum().backward()
     grads = {n: w.grad.detach().clone() for n, (_, w) in weights.items()}
-    optimizer.step(0)
+    optimizer.step()
     capture.disarm()
     steps = {n: WeightStep(k, grads[n], before[n], w.detach()) for n, (k, w) in weights.items()}
     kinds = {n: layer_kind(m) for n, m in layers.items()}

@@ -11,9 +11,9 @@ masked) while the others go on, as a solo run stops at the end of its chunk.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,68 +64,87 @@ def job_losses(model: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return losses.view(y.shape).mean(1)
 
 
-class StackedSGD:
+class StackedSGD(torch.optim.Optimizer):
     """Plain SGD with one learning rate per job, rounded as the solo run's optimizer rounds.
 
     `lecture=True` is `optim.LectureSGD` (`p += -lr * grad`: the product, then the sum), one
     batched op per parameter with the rates as a tensor. `lecture=False` is `torch.optim.SGD`
     (`p.add_(grad, alpha=-lr)`, one rounding), which takes one rate per call: one foreach call
-    per distinct rate, over the jobs' slices. Frozen jobs (`active` False) are not updated.
+    per distinct rate, over the jobs' slices. Frozen jobs are not updated. The step count and
+    the frozen jobs live in the param group, so checkpoints carry them.
     """
 
     def __init__(
         self, model: StackedMLP, schedules: Sequence[StepDecay], lecture: bool = False
     ) -> None:
-        self.params = list(model.parameters())
+        super().__init__(model.parameters(), {"lr": schedules[0].lr})
         self.schedules, self.lecture = list(schedules), lecture
-        self.active = torch.ones(len(schedules), dtype=torch.bool)
+        self.param_groups[0]["steps_done"] = 0
+        self.param_groups[0]["active"] = [True] * len(self.schedules)
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+    @property
+    def active(self) -> torch.Tensor:
+        return torch.tensor(self.param_groups[0]["active"], dtype=torch.bool)
+
+    def freeze(self, jobs: Sequence[int]) -> None:
+        """Stop updating these jobs (they diverged)."""
+        for job in jobs:
+            self.param_groups[0]["active"][job] = False
+
+    def rates(self, step: int) -> list[float]:
+        """Each job's learning rate at optimizer step `step`."""
+        return [s.at(step) for s in self.schedules]
 
     @torch.no_grad()
-    def step(self, step: int) -> None:
-        rates = [s.at(step) for s in self.schedules]
+    def step(self, closure: Any = None) -> None:
+        group = self.param_groups[0]
+        params, rates = group["params"], self.rates(group["steps_done"])
         if self.lecture:
-            self._lecture_step(rates)
-            return
-        for rate in sorted(set(rates)):
-            jobs = [j for j, r in enumerate(rates) if r == rate and self.active[j]]
-            params = [p[j] for p in self.params for j in jobs]
-            grads = [p.grad[j] for p in self.params for j in jobs]
-            if params:
-                torch._foreach_add_(params, grads, alpha=-rate)
+            self._lecture_step(params, rates)
+        else:
+            for rate in sorted(set(rates)):
+                jobs = [j for j, r in enumerate(rates) if r == rate and group["active"][j]]
+                if jobs:
+                    torch._foreach_add_(
+                        [p[j] for p in params for j in jobs],
+                        [p.grad[j] for p in params for j in jobs],
+                        alpha=-rate,
+                    )
+        group["steps_done"] += 1
 
-    def _lecture_step(self, rates: list[float]) -> None:
-        device, dtype = self.params[0].device, self.params[0].dtype
+    def _lecture_step(self, params: list[torch.Tensor], rates: list[float]) -> None:
+        device, dtype = params[0].device, params[0].dtype
         neg = torch.tensor([-r for r in rates], dtype=dtype).to(device, non_blocking=True)
-        views = [neg.view(-1, *[1] * (p.dim() - 1)) for p in self.params]
-        updates = torch._foreach_mul([p.grad for p in self.params], views)
-        if not bool(self.active.all()):  # 0 * NaN is NaN: a frozen job's update is zeroed
-            mask = self.active.to(device)
-            updates = [torch.where(mask.view(-1, *[1] * (u.dim() - 1)), u, 0.0) for u in updates]
-        torch._foreach_add_(self.params, updates)
+        updates = torch._foreach_mul([p.grad for p in params], [_per_job(neg, p) for p in params])
+        active = self.active
+        if not bool(active.all()):  # 0 * NaN is NaN: a frozen job's update is zeroed
+            mask = active.to(device)
+            updates = [torch.where(_per_job(mask, u), u, 0.0) for u in updates]
+        torch._foreach_add_(params, updates)
+
+
+def _per_job(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(N,) values shaped to broadcast over a stacked tensor (N, ...)."""
+    return values.view(-1, *[1] * (like.dim() - 1))
 
 
 def train_chunk(
-    model: StackedMLP, optimizer: StackedSGD, xs: torch.Tensor, ys: torch.Tensor, first: int
+    model: StackedMLP, optimizer: StackedSGD, xs: torch.Tensor, ys: torch.Tensor
 ) -> torch.Tensor:
     """One optimizer step per minibatch of the chunk; the jobs' losses (N, chunk), before each
     update. Jobs whose loss was not finite in this chunk are frozen from its end on."""
     losses = []
     for i in range(xs.shape[1]):
         loss = job_losses(model, xs[:, i], ys[:, i])
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()  # a sum of per-job means: each job's gradient is its own
-        optimizer.step(first + i)
+        optimizer.step()
         losses.append(loss.detach())
     chunk = torch.stack(losses, dim=1)
-    finite = torch.isfinite(chunk).all(dim=1).cpu()
-    optimizer.active &= finite
+    optimizer.freeze(diverged_jobs(chunk))
     return chunk
 
 
-def first_non_finite(losses: Sequence[float]) -> int | None:
-    """The index of the first loss that is NaN or infinite, if any."""
-    return next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+def diverged_jobs(losses: torch.Tensor) -> list[int]:
+    """The jobs with a loss that is not finite in `losses` (N, steps)."""
+    return torch.nonzero(~torch.isfinite(losses).all(dim=1)).flatten().tolist()
