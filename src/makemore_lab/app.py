@@ -80,22 +80,30 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         quiet_lightning()
         return train(cfg)["val_loss"]  # returned for sweepers that optimise it
     except Exception as err:
-        user_error = find_user_error(err)
-        run_record.write_failed(cfg.run_dir, err)  # the table shows it as failed
-        if user_error is not None:
-            print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
-        if isinstance(user_error, RunInterrupted):
-            sys.exit(user_error.exit_code)  # a signal stops a sweep too, not just its job
-        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-        if user_error is None and not multirun:
-            raise  # not a bad input but a bug: its traceback
-        if user_error is None:  # a bug in one job of a sweep: its traceback, then the next job
-            traceback.print_exc()
-        if multirun:
-            # Recorded in metrics.json; the sweep goes on, and SweepReport names this job and
-            # exits non-zero at the end. NaN tells a sweeper (Optuna) the trial failed.
-            return float("nan")
-        sys.exit(2)  # a usage error, as argparse exits
+        return handle_job_error(cfg, err)
+
+
+def handle_job_error(cfg: DictConfig, err: Exception) -> float:
+    """Record why a job stopped and say it in one paragraph (a bug: its traceback).
+
+    A single run exits (status 2 for bad input); a job of a sweep returns NaN so the sweep goes
+    on (SweepReport names it at the end, and NaN tells a sweeper such as Optuna it failed). A
+    signal stops a sweep too, not just its job.
+    """
+    user_error = find_user_error(err)
+    run_record.write_failed(cfg.run_dir, err)  # the table shows it as failed
+    if user_error is not None:
+        print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
+    if isinstance(user_error, RunInterrupted):
+        sys.exit(user_error.exit_code)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if user_error is None and not multirun:
+        raise err  # not a bad input but a bug: its traceback
+    if user_error is None:  # a bug in one job of a sweep: its traceback, then the next job
+        traceback.print_exception(err)
+    if multirun:
+        return float("nan")
+    sys.exit(2)  # a usage error, as argparse exits
 
 
 def launcher_of(argv: list[str]) -> DictConfig | None:

@@ -15,21 +15,23 @@ step is done). On every other step no hook fires, no gradient is retained, no de
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from makemore_lab.dynamics_report import DynamicsReport
 from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
-from makemore_lab.dynamics_writer import DynamicsCsv, log_histograms, log_scalars
+from makemore_lab.dynamics_writer import DynamicsCsv, Row, log_histograms, log_scalars
 from makemore_lab.errors import UserError
-from makemore_lab.layers import Linear
+from makemore_lab.stacked import layer_kind
 from makemore_lab.validation import POSITIVE_INT, require
 
 
@@ -60,17 +62,32 @@ class OutputCapture:
         return hook
 
 
+@dataclass
+class JobOutputs:
+    """Where one job's statistics go: its CSV, its report, and its loggers (None: the trainer's)."""
+
+    csv: DynamicsCsv
+    report: DynamicsReport
+    loggers: Sequence[Logger] | None = None
+
+
 class TrainingDynamics(Callback):
-    """Per-layer activation, gradient and update statistics at a fixed cadence (see module doc)."""
+    """Per-layer activation, gradient and update statistics at a fixed cadence (see module doc).
+
+    One run's, or each job's of a stacked group (`stacked=True`): then every captured tensor has
+    a leading job dimension, the statistics come out per job, and each job's go to its own
+    directory and loggers (`dirpath` and `job_loggers`, one per job).
+    """
 
     def __init__(
         self,
-        dirpath: str,
+        dirpath: str | Sequence[str],
         every_n_steps: int = 1000,
         saturation_threshold: float = 0.97,
         histograms: bool = True,
         figures: bool = True,
         heatmap_bins: int = 50,
+        job_loggers: Sequence[Sequence[Logger]] | None = None,
     ) -> None:
         super().__init__()
         require("callbacks.dynamics.every_n_steps", every_n_steps, POSITIVE_INT)
@@ -83,8 +100,14 @@ class TrainingDynamics(Callback):
             )
         self.every_n_steps, self.threshold = every_n_steps, saturation_threshold
         self.histograms = histograms
-        self.csv = DynamicsCsv(Path(dirpath) / "dynamics.csv")
-        self.report = DynamicsReport(Path(dirpath), figures, heatmap_bins)
+        self.stacked = job_loggers is not None
+        dirpaths = [Path(d) for d in dirpath] if self.stacked else [Path(dirpath)]
+        self.jobs = [
+            JobOutputs(DynamicsCsv(d / "dynamics.csv"), DynamicsReport(d, figures, heatmap_bins))
+            for d in dirpaths
+        ]
+        for job, loggers in zip(self.jobs, job_loggers or [], strict=False):
+            job.loggers = loggers
         self.capture = OutputCapture()
         self._steps_to_collect: set[int] = set()  # the steps of the current chunk to collect
         self._trainer: L.Trainer | None = None
@@ -101,24 +124,30 @@ class TrainingDynamics(Callback):
     # --- exact resume: what was collected before the checkpoint ----------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return self.report.state_dict()
+        if self.stacked:
+            return {"jobs": [job.report.state_dict() for job in self.jobs]}
+        return self.jobs[0].report.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.report.load_state_dict(state_dict)
+        states = state_dict["jobs"] if self.stacked else [state_dict]
+        for job, state in zip(self.jobs, states, strict=True):
+            job.report.load_state_dict(state)
 
     # --- Lightning hooks -----------------------------------------------------------------
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
         self._layers = {str(i): layer for i, layer in enumerate(net.layers)}
-        self._weights = {"embedding": ("Embedding", net.embedding.weight)}
-        self._weights |= {
-            i: ("Linear", m.weight) for i, m in self._layers.items() if isinstance(m, Linear)
-        }
-        self.report.layers = {name: type(m).__name__ for name, m in self._layers.items()}
-        self.report.weights = {n: (k, tuple(p.shape)) for n, (k, p) in self._weights.items()}
+        self._weights = net.weights()
+        # A stacked weight's shape starts with the job dimension: the report names one job's.
+        skip = 1 if self.stacked else 0
         resumed = trainer.ckpt_path is not None
-        self.csv.start(keep_through_step=self.report.last_step if resumed else None)
+        for job in self.jobs:
+            job.report.layers = {name: layer_kind(m) for name, m in self._layers.items()}
+            job.report.weights = {
+                n: (k, tuple(p.shape)[skip:]) for n, (k, p) in self._weights.items()
+            }
+            job.csv.start(keep_through_step=job.report.last_step if resumed else None)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -127,7 +156,7 @@ class TrainingDynamics(Callback):
         # chunk to collect. Layer hooks are armed for exactly those steps, each of which runs
         # eagerly (a compiled step would not call our hooks, and would recompile around them).
         first = trainer.global_step
-        last = first + batch[0].shape[0]
+        last = first + batch[0].shape[1 if self.stacked else 0]  # a chunk: (N,) chunk, B, block
         if trainer.max_steps > 0:
             last = min(last, trainer.max_steps)
         steps = {s for s in range(first, last) if self.should_collect(s, trainer.max_steps)}
@@ -161,7 +190,8 @@ class TrainingDynamics(Callback):
             self.collections += 1
             self.collect_seconds += time.perf_counter() - started
             if step == 0:
-                self.report.summarise(self._trainer.loggers, step, "initialization")
+                for job in self.jobs:
+                    job.report.summarise(self._loggers(job), step, "initialization")
         if step + 1 in self._steps_to_collect:
             self.capture.arm(self._layers)
 
@@ -181,7 +211,13 @@ class TrainingDynamics(Callback):
         self._steps_to_collect = set()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.report.finish(trainer.loggers)
+        stopped = getattr(pl_module, "diverged", {})  # a stacked group's diverged jobs
+        for j, job in enumerate(self.jobs):
+            if j not in stopped:
+                job.report.finish(self._loggers(job))
+
+    def _loggers(self, job: JobOutputs) -> Sequence[Logger]:
+        return job.loggers if job.loggers is not None else self._trainer.loggers
 
     # --- one collected step --------------------------------------------------------------
 
@@ -193,15 +229,37 @@ class TrainingDynamics(Callback):
             for name, (kind, p) in self._weights.items()
             if name in self._grads
         }
-        stats = collect(outputs, output_grads, self.report.layers, weights, self.threshold)
-        rows = [
-            (step, s.layer, s.kind, s.name, value)
-            for s, value in zip(stats, to_numbers(stats), strict=True)
-        ]
-        self.csv.append(rows)
-        log_scalars(trainer.loggers, rows, step)
-        self.report.add(step, rows, outputs, output_grads, self._grads)
+        kinds = self.jobs[0].report.layers
+        stats = collect(outputs, output_grads, kinds, weights, self.threshold)
+        values = to_numbers(stats)
+        stopped = getattr(trainer.lightning_module, "diverged", {})  # a stacked group's
+        for j, job in enumerate(self.jobs):
+            if j in stopped:
+                continue  # a diverged job's solo run had stopped: nothing more to record
+            pick = (lambda t, j=j: t[j]) if self.stacked else (lambda t: t)
+            rows = [
+                (step, s.layer, s.kind, s.name, v[j] if self.stacked else v)
+                for s, v in zip(stats, values, strict=True)
+            ]
+            tensors = {
+                "act": {n: pick(t) for n, t in outputs.items()},
+                "act_grad": {n: pick(t) for n, t in output_grads.items()},
+                "weight_grad": {n: pick(t) for n, t in self._grads.items()},
+            }
+            self._write(job, step, rows, tensors)
+
+    def _write(
+        self,
+        job: JobOutputs,
+        step: int,
+        rows: list[Row],
+        tensors: dict[str, dict[str, torch.Tensor]],
+    ) -> None:
+        """One job's rows and tensors to its CSV, loggers (scalars, histograms) and report."""
+        job.csv.append(rows)
+        loggers = self._loggers(job)
+        log_scalars(loggers, rows, step)
+        job.report.add(step, rows, tensors["act"], tensors["act_grad"], tensors["weight_grad"])
         if self.histograms:
-            kinds = self.report.layers | {n: k for n, (k, _) in self._weights.items()}
-            tensors = {"act": outputs, "act_grad": output_grads, "weight_grad": self._grads}
-            log_histograms(trainer.loggers, step, kinds, tensors)
+            kinds = job.report.layers | {n: k for n, (k, _) in self._weights.items()}
+            log_histograms(loggers, step, kinds, tensors)

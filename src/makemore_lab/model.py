@@ -66,6 +66,17 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(layers)
         init_network([self.embedding, *self.layers], generator, **(init or {}))
 
+    def weights(self) -> dict[str, tuple[str, nn.Parameter]]:
+        """The weights the dynamics statistics follow: name -> (kind, weight).
+
+        The embedding table and every Linear's weight, named by layer index as in `layers`.
+        """
+        weights = {"embedding": ("Embedding", self.embedding.weight)}
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Linear):
+                weights[str(i)] = ("Linear", layer.weight)
+        return weights
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, vocab_size) for contexts `idx` (B, block_size) of character indices."""
         emb = self.embedding(idx)  # (B, block_size, n_embd)

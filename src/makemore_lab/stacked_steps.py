@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
 from makemore_lab.stacked import StackedMLP
 
@@ -32,6 +33,13 @@ class StepDecay:
     lr: float
     decay_step: int | None = None
     gamma: float = 1.0
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> StepDecay:
+        """A job's rate from its config: `optim.lr`, decayed at `optim.decay_step` if scheduled."""
+        if cfg.optim.get("scheduler") is None:
+            return cls(cfg.optim.lr)
+        return cls(cfg.optim.lr, cfg.optim.decay_step, cfg.optim.decay_gamma)
 
     def at(self, step: int) -> float:
         if self.decay_step is None or step < self.decay_step:
@@ -97,6 +105,9 @@ class StackedSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:
+        if closure is not None:  # Lightning's: it runs the on_before_optimizer_step hooks
+            with torch.enable_grad():
+                closure()
         group = self.param_groups[0]
         params, rates = group["params"], self.rates(group["steps_done"])
         if self.lecture:

@@ -1,4 +1,4 @@
-"""`train(cfg) -> metrics`: build, fit, evaluate and sample, record. One run, start to end.
+"""`train(cfg) -> metrics`: build, fit, evaluate, record, sample. One run, start to end.
 
 Plain and testable: tests call it with configs from Hydra's compose API; `app.py` is the
 Hydra application that calls it for `python train.py`.
@@ -21,8 +21,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from makemore_lab import run_record
 from makemore_lab.checkpointing import (
@@ -33,7 +34,7 @@ from makemore_lab.checkpointing import (
     read_checkpoint,
 )
 from makemore_lab.config_checks import check_config, step_cadences
-from makemore_lab.data import NamesDataModule
+from makemore_lab.data import NamesDataModule, Vocab
 from makemore_lab.errors import RunInterrupted, TrainingDiverged
 from makemore_lab.lightning_module import MakemoreModule, split_loss
 from makemore_lab.resume import checkpoint_to_resume, finished_run, resume_command
@@ -73,13 +74,29 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     start_run_dir(cfg)
     run = build(cfg, extra_callbacks)
     fit_seconds = fit(run)
-    losses = evaluate(run)
-    metrics = record(run, losses, fit_seconds, time.perf_counter() - started)
-    if metrics["status"] == "completed":  # a NaN model has no distribution to sample from
-        sample(run)
-    run_record.write_finished(run.run_dir, metrics)
-    log.info("finished\n%s", end_summary(metrics, str(run.run_dir)))
+    net, steps = run.module.net, run.trainer.global_step
+    losses = evaluate(net, run.datamodule, run.trainer.loggers, steps)
+    metrics = record(
+        run.run_dir,
+        run.module.step0_loss_value,
+        losses,
+        steps=steps,
+        first_step=run.first_step if run.ckpt_path is not None else None,
+        fit_seconds=fit_seconds,
+        wall_seconds=time.perf_counter() - started,
+    )
+    finish(run.cfg, net, run.datamodule.vocab, metrics)
     return metrics
+
+
+def finish(cfg: DictConfig, net: nn.Module, vocab: Vocab, metrics: dict[str, Any]) -> None:
+    """Sample (a completed run: a NaN model has no distribution), write metrics.json, say so."""
+    run_dir = Path(cfg.run_dir)
+    if metrics["status"] == "completed":
+        names = sample_names(net, vocab, count=cfg.samples.count, seed=cfg.samples.seed)
+        (run_dir / "samples.txt").write_text("\n".join(names) + "\n")
+    run_record.write_finished(run_dir, metrics)
+    log.info("finished\n%s", end_summary(metrics, str(run_dir)))
 
 
 def start_run_dir(cfg: DictConfig) -> None:
@@ -162,20 +179,19 @@ def fit(run: Run) -> float:
     return seconds
 
 
-def evaluate(run: Run) -> dict[str, float]:
+def evaluate(
+    net: nn.Module, datamodule: NamesDataModule, loggers: Sequence[Logger], step: int
+) -> dict[str, float]:
     """Each split's mean loss with the trained network, logged as final/<split>_loss."""
-    net = run.module.net
     # Lightning hands the model back on the CPU after fit: evaluate (and sample) where the
     # splits live, the training device.
-    net.to(run.datamodule.splits["train"][0].device)
+    net.to(datamodule.splits["train"][0].device)
     losses = {
-        f"{split}_loss": split_loss(net, run.datamodule.eval_batches(split))
+        f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
         for split in ("train", "val", "test")
     }
-    for logger in run.trainer.loggers:
-        logger.log_metrics(
-            {f"final/{k}": v for k, v in losses.items()}, step=run.trainer.global_step
-        )
+    for logger in loggers:
+        logger.log_metrics({f"final/{k}": v for k, v in losses.items()}, step=step)
         logger.finalize("success")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # each job of a multirun is its own W&B run
@@ -183,37 +199,36 @@ def evaluate(run: Run) -> dict[str, float]:
 
 
 def record(
-    run: Run, losses: dict[str, float], fit_seconds: float, wall_seconds: float
+    run_dir: Path,
+    step0_loss: float | None,
+    losses: dict[str, float],
+    steps: int,
+    first_step: int | None,
+    fit_seconds: float,
+    wall_seconds: float,
 ) -> dict[str, Any]:
-    """The run's metrics.json contents: status, losses, steps and speed."""
-    steps = run.trainer.global_step
+    """A trained run's metrics.json contents: status, losses, steps and speed.
+
+    `first_step` is the step a resumed run started from (None: it started at step 0).
+    """
     diverged = not all(math.isfinite(v) for v in losses.values())
     if diverged:
         log.warning(
             "the losses are not finite: the run diverged (try a smaller optim.lr or init.gain)"
         )
-    trained = steps - run.first_step
+    trained = steps - (first_step or 0)
     return {
         "status": "diverged" if diverged else "completed",
-        "step0_loss": run.module.step0_loss_value,
+        "step0_loss": step0_loss,
         **losses,
         "steps": steps,
         "fit_seconds": round(fit_seconds, 3),
-        "resumed_from_step": run.first_step if run.ckpt_path is not None else None,
+        "resumed_from_step": first_step,
         "steps_per_second": round(trained / fit_seconds, 1) if fit_seconds > 0 else None,
         "wall_seconds": round(wall_seconds, 3),
         "threads": torch.get_num_threads(),
-        "run_dir": str(run.run_dir),
+        "run_dir": str(run_dir),
     }
-
-
-def sample(run: Run) -> None:
-    """`samples.count` names from the trained network into samples.txt."""
-    samples = run.cfg.samples
-    names = sample_names(
-        run.module.net, run.datamodule.vocab, count=samples.count, seed=samples.seed
-    )
-    (run.run_dir / "samples.txt").write_text("\n".join(names) + "\n")
 
 
 def resolve_threads(threads: int | None) -> int | None:

@@ -1,0 +1,35 @@
+"""`hydra/launcher=stacked`: the Hydra side of makemore-lab's stacked launcher.
+
+Hydra instantiates launchers only from the `hydra_plugins` package; the work is done in
+`makemore_lab.stacked_sweep`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class StackedLauncher(Launcher):
+    """Trains a multirun's jobs in stacked groups in this process (makemore_lab.stacked_sweep)."""
+
+    def __init__(self) -> None:
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from makemore_lab.stacked_sweep import launch
+
+        return launch(self, job_overrides, initial_job_idx)

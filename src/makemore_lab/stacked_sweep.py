@@ -1,0 +1,202 @@
+"""`hydra/launcher=stacked`: a multirun's jobs trained in stacked groups, in this one process.
+
+Jobs whose configs differ only in what stacks (seed, init.*, optim.lr and its decay, where
+they write, samples, reference numbers, loggers) have tensors of the same shapes and the same
+steps: they train as one group (`stacked_train.train_group`). A job that differs otherwise
+(another network, optimizer or length) is a group of its own, and a job that cannot stack at
+all (Adam, compile=true, ckpt_path=...) runs as the basic launcher runs it. The groups are
+printed at the start. Every job's directory, `.hydra/` and records are a solo run's, so the
+sweep's summary, the table and TensorBoard read it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from makemore_lab import run_record
+from makemore_lab.config_checks import check_config
+from makemore_lab.resume import finished_run
+
+log = logging.getLogger(__name__)
+
+# What may differ between the jobs of one group (dotted keys of the job's config).
+STACKABLE = (
+    "seed",
+    "init",
+    "optim.lr",
+    "optim.decay_step",
+    "optim.decay_gamma",
+    "run_dir",
+    "samples",
+    "reference",
+    "logger",
+)
+OPTIMIZERS = ("torch.optim.SGD", "makemore_lab.optim.LectureSGD")
+
+
+def group_key(cfg: DictConfig) -> str | None:
+    """Equal for jobs that can train as one group; None for a job that trains alone."""
+    if cfg.get("compile") or cfg.get("ckpt_path"):
+        return None
+    if OmegaConf.select(cfg, "optim.optimizer._target_") not in OPTIMIZERS:
+        return None
+    config = OmegaConf.to_container(cfg, resolve=False)  # interpolations as written
+    config.pop("hydra", None)
+    for key in STACKABLE:
+        *parents, last = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(last, None)
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def group_jobs(cfgs: Sequence[DictConfig]) -> list[list[int]]:
+    """Job indices by group, in order of their first job; jobs that cannot stack alone."""
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        key = group_key(cfg)
+        groups.setdefault(key if key is not None else f"alone {i}", []).append(i)
+    return list(groups.values())
+
+
+@dataclass
+class Prepared:
+    """A job after its checks, in its own run directory's context."""
+
+    cfg: DictConfig | None  # resolved (run_dir and all), or None if it failed its checks
+    finished: dict[str, Any] | None  # the record of a completed run being resumed
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """The task each job runs first: refuse bad input, skip a finished run, resolve the config."""
+    from makemore_lab.app import handle_job_error
+
+    try:
+        check_config(cfg)
+        finished = finished_run(cfg)
+        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        return Prepared(resolved, finished)
+    except Exception as err:
+        handle_job_error(cfg, err)
+        return Prepared(None, None)
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) -> list[JobReturn]:
+    """The stacked launcher's `launch`: every job's JobReturn, in job order."""
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    configs = []
+    for idx, overrides in enumerate(job_overrides, start=first):
+        cfg = launcher.hydra_context.config_loader.load_sweep_config(
+            launcher.config, list(overrides)
+        )
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = idx
+        configs.append(cfg)
+    groups = group_jobs(configs)
+    describe(groups, configs)
+    returns: dict[int, JobReturn] = {}
+    for group in groups:
+        stackable = len(group) > 1 and group_key(configs[group[0]]) is not None
+        members = [configs[i] for i in group]
+        results = (
+            run_group(launcher, members, sweep_dir) if stackable else run_alone(launcher, members)
+        )
+        returns |= dict(zip(group, results, strict=True))
+        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return [returns[i] for i in range(len(configs))]
+
+
+def describe(groups: list[list[int]], configs: list[DictConfig]) -> None:
+    """Print the groups: which jobs train together."""
+    lines = []
+    for group in groups:
+        nums = [configs[i].hydra.job.num for i in group]
+        how = (
+            f"{len(group)} jobs stacked"
+            if len(group) > 1 and group_key(configs[group[0]])
+            else "alone"
+        )
+        overrides = "; ".join(
+            " ".join(filter_overrides(configs[i].hydra.overrides.task)) for i in group
+        )
+        lines.append(f"  #{', #'.join(map(str, nums))}: {how} ({overrides or 'defaults'})")
+    log.info(
+        "stacked launcher: %d jobs in %d groups\n%s", len(configs), len(groups), "\n".join(lines)
+    )
+
+
+def run_alone(launcher: Any, configs: list[DictConfig]) -> list[JobReturn]:
+    """Jobs that do not stack: each as the basic launcher runs it."""
+    return [
+        run_job(
+            hydra_context=launcher.hydra_context,
+            task_function=launcher.task_function,
+            config=cfg,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        for cfg in configs
+    ]
+
+
+def run_group(launcher: Any, configs: list[DictConfig], sweep_dir: Path) -> list[JobReturn]:
+    """One stacking group: each job prepared in its directory, then all trained as one."""
+    returns = [
+        run_job(
+            hydra_context=launcher.hydra_context,
+            task_function=prepare,
+            config=cfg,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        for cfg in configs
+    ]
+    prepared = [ret.return_value for ret in returns]
+    ready = [i for i, p in enumerate(prepared) if p.cfg is not None and p.finished is None]
+    values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p.finished}
+    if ready:
+        nums = "_".join(str(configs[i].hydra.job.num) for i in ready)
+        values |= train_ready(
+            [prepared[i].cfg for i in ready], ready, sweep_dir / "stacked" / f"jobs_{nums}"
+        )
+    for i, ret in enumerate(returns):
+        ret.status, ret.return_value = JobStatus.COMPLETED, values.get(i, float("nan"))
+    return returns
+
+
+def train_ready(cfgs: list[DictConfig], indices: list[int], group_dir: Path) -> dict[int, float]:
+    """Train the group; each job's val loss (NaN if it did not complete)."""
+    from makemore_lab.app import handle_job_error, quiet_lightning
+    from makemore_lab.stacked_train import train_group
+
+    quiet_lightning()
+    try:
+        metrics = train_group(cfgs, group_dir)
+    except Exception as err:  # recorded for every job of the group, said once; the sweep goes on
+        handle_job_error(cfgs[0], err)
+        for cfg in cfgs[1:]:
+            run_record.write_failed(cfg.run_dir, err)
+        return {}
+    return {
+        i: m["val_loss"] if m.get("status") == "completed" else float("nan")
+        for i, m in zip(indices, metrics, strict=True)
+    }

@@ -1,0 +1,192 @@
+"""`train_group(cfgs) -> [metrics]`: a stacked group's jobs trained as one, each written as a run.
+
+The jobs of a group share the data, network shapes, optimizer kind and schedule of steps; each
+has its own seed, initialization, learning rate and decay. Every job gets the run directory a
+solo run writes (config.yaml, metrics.json, samples.txt, dynamics.csv / .md / figures, its own
+logger runs, checkpoints/last.ckpt in the solo format), and its numbers are the ones its solo
+run gives (tests/test_stacked.py). The group's own checkpoints, for resuming it, live in its
+`group_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from makemore_lab import run_record
+from makemore_lab.checkpointing import AtomicCheckpointIO, SaveOnInterrupt, StepCheckpoint
+from makemore_lab.dynamics import TrainingDynamics
+from makemore_lab.errors import RunInterrupted, TrainingDiverged
+from makemore_lab.model import MLP
+from makemore_lab.optim import LectureSGD
+from makemore_lab.resume import resume_command
+from makemore_lab.stacked import StackedMLP
+from makemore_lab.stacked_checkpoint import solo_checkpoint
+from makemore_lab.stacked_data import StackedNamesDataModule
+from makemore_lab.stacked_module import StackedModule
+from makemore_lab.stacked_steps import StepDecay
+from makemore_lab.train import (
+    batch_cadences,
+    evaluate,
+    finish,
+    instantiate_all,
+    record,
+    resolve_threads,
+    start_run_dir,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Group:
+    """What `build_group` makes of the jobs' configs."""
+
+    cfgs: list[DictConfig]
+    nets: list[MLP]  # each job's solo network (its final weights are loaded into it)
+    datamodule: StackedNamesDataModule
+    module: StackedModule
+    trainer: L.Trainer
+    group_dir: Path
+    on_interrupt: SaveOnInterrupt
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.group_dir / "checkpoints" / "last.ckpt"
+
+
+def train_group(cfgs: list[DictConfig], group_dir: Path) -> list[dict[str, Any]]:
+    """Train `cfgs` (one stacking group, configs resolved) together; each job's metrics."""
+    started = time.perf_counter()
+    for cfg in cfgs:
+        start_run_dir(cfg)
+    threads = resolve_threads(cfgs[0].get("threads"))
+    if threads:
+        torch.set_num_threads(threads)
+    group = build_group(cfgs, group_dir)
+    resume = group.last_checkpoint if cfgs[0].get("resume") else None
+    if resume is not None and not resume.is_file():
+        resume = None
+    first_step = torch.load(resume, weights_only=True)["global_step"] if resume else 0
+    fit_seconds = fit_group(group, resume)
+    wall = time.perf_counter() - started
+    return [
+        write_job(group, job, first_step if resume else None, fit_seconds, wall)
+        for job in range(len(cfgs))
+    ]
+
+
+def build_group(cfgs: list[DictConfig], group_dir: Path) -> Group:
+    """Each job's network from its own generator, stacked; the group's data, module, trainer."""
+    generators = [torch.Generator().manual_seed(cfg.seed) for cfg in cfgs]
+    data = OmegaConf.to_container(cfgs[0].data, resolve=True)
+    data.pop("_target_")
+    datamodule = StackedNamesDataModule(generators, **data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    nets = [
+        instantiate(
+            cfg.model, vocab_size=datamodule.vocab.size, init=cfg.init, generator=g, _convert_="all"
+        )
+        for cfg, g in zip(cfgs, generators, strict=True)
+    ]
+    loggers = [instantiate_all(cfg.get("logger")) for cfg in cfgs]
+    schedules = [StepDecay.of(cfg) for cfg in cfgs]
+    lecture = instantiate(cfgs[0].optim.optimizer).func is LectureSGD
+    module = StackedModule(StackedMLP.from_networks(nets), schedules, lecture, loggers)
+    on_interrupt = SaveOnInterrupt(group_dir / "checkpoints" / "last.ckpt")
+    trainer = instantiate(
+        cfgs[0].trainer,
+        **batch_cadences(cfgs[0]),
+        logger=False,
+        callbacks=[*group_callbacks(cfgs, group_dir, loggers), on_interrupt],
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(group_dir),
+    )
+    return Group(cfgs, nets, datamodule, module, trainer, group_dir, on_interrupt)
+
+
+def group_callbacks(cfgs: list[DictConfig], group_dir: Path, loggers: list) -> list[L.Callback]:
+    """The configured callbacks, for the group: checkpoints into `group_dir`, the dynamics
+    callback writing each job's statistics into its own run directory."""
+    callbacks: list[L.Callback] = []
+    configured = cfgs[0].get("callbacks") or {}
+    if configured.get("progress_bar") is not None:
+        callbacks.append(instantiate(configured.progress_bar))
+    checkpoint = configured.get("model_checkpoint")
+    if checkpoint is not None:
+        settings = OmegaConf.to_container(checkpoint, resolve=True)
+        settings.pop("_target_")
+        callbacks.append(StepCheckpoint(**{**settings, "dirpath": str(group_dir / "checkpoints")}))
+    dynamics = configured.get("dynamics")
+    if dynamics is not None:
+        settings = OmegaConf.to_container(dynamics, resolve=True)
+        settings.pop("_target_")
+        settings["dirpath"] = [cfg.run_dir for cfg in cfgs]
+        callbacks.append(TrainingDynamics(**settings, job_loggers=loggers))
+    return callbacks
+
+
+def fit_group(group: Group, resume: Path | None) -> float:
+    """Train the group; on SIGTERM / Ctrl-C record every job `interrupted` and raise."""
+    started = time.perf_counter()
+    group.trainer.fit(
+        group.module, datamodule=group.datamodule, ckpt_path=resume, weights_only=True
+    )
+    seconds = time.perf_counter() - started
+    signal = group.on_interrupt.signal
+    if signal is not None:
+        steps = group.trainer.global_step
+        for cfg in group.cfgs:
+            run_record.write_interrupted(cfg.run_dir, steps, group.last_checkpoint, signal)
+        raise RunInterrupted(
+            signal, steps, str(group.last_checkpoint), resume_command(group.cfgs[0])
+        )
+    return seconds
+
+
+def write_job(
+    group: Group, job: int, first_step: int | None, fit_seconds: float, wall_seconds: float
+) -> dict[str, Any]:
+    """Job `job`'s outputs, as its solo run writes them; its metrics."""
+    cfg, module = group.cfgs[job], group.module
+    if job in module.diverged:
+        return write_diverged(group, job)
+    net = group.nets[job]
+    net.load_state_dict(module.net.network_state(job))
+    steps = group.trainer.global_step
+    losses = evaluate(net, group.datamodule, module.job_loggers[job], steps)
+    step0 = module.step0_losses[job] if module.step0_losses else None
+    metrics = record(Path(cfg.run_dir), step0, losses, steps, first_step, fit_seconds, wall_seconds)
+    metrics["stacked_group"] = {"dir": str(group.group_dir), "jobs": len(group.cfgs), "index": job}
+    if group.last_checkpoint.is_file():
+        solo = solo_checkpoint(
+            torch.load(group.last_checkpoint, weights_only=True), job, cfg, group
+        )
+        path = Path(cfg.callbacks.model_checkpoint.dirpath) / "last.ckpt"
+        AtomicCheckpointIO().save_checkpoint(solo, path)
+    finish(cfg, net, group.datamodule.vocab, metrics)
+    return metrics
+
+
+def write_diverged(group: Group, job: int) -> dict[str, Any]:
+    """A job that diverged: recorded as its solo run records it (it stopped there)."""
+    info, module, cfg = group.module.diverged[job], group.module, group.cfgs[job]
+    step0 = module.step0_losses[job] if module.step0_losses else None
+    hint = (
+        f"try a smaller learning rate (optim.lr={cfg.optim.lr}) or initialization gain "
+        f"(init.gain={cfg.init.gain})"
+    )
+    err = TrainingDiverged(info["step"], info["loss"], info["last_finite"], hint + ".")
+    for logger in module.job_loggers[job]:
+        logger.finalize("failed")
+    log.warning("job %s: %s", cfg.run_dir, err)
+    return run_record.write_diverged(cfg.run_dir, err, step0, info["steps"])
