@@ -1,0 +1,178 @@
+"""`hydra/launcher=stacked`: the same sweep, the same results, in one process.
+
+The headline sweep runs with the basic launcher and with the stacked one; every job's final
+losses, samples, dynamics.csv and dynamics.md must be the same bit for bit (the step-0 loss
+within 1e-6: the stacked loss sums each job's batch in another order). Then: which jobs stack,
+a diverging job in a group, and a stacked job's checkpoint continued as a solo run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import FAST, ROOT, on_file, run_cli
+from makemore_lab.stacked_sweep import group_jobs
+
+HEADLINE = ["model.batchnorm=true,false", "init.gain=1,5/3"]
+JOBS = [
+    "0_init.gain=1,model.batchnorm=True",
+    "1_init.gain=5_3,model.batchnorm=True",
+    "2_init.gain=1,model.batchnorm=False",
+    "3_init.gain=5_3,model.batchnorm=False",
+]
+EXACT = ("train_loss", "val_loss", "test_loss", "steps", "status")
+
+
+def sweep(names_file: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_cli(
+        "train.py",
+        "-m",
+        *on_file(names_file),
+        *FAST,
+        "callbacks.dynamics.figures=true",
+        *args,
+        f"hydra.sweep.dir={out}",
+    )
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(names_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("sweeps")
+    basic = sweep(names_file, tmp / "basic", *HEADLINE)
+    stacked = sweep(names_file, tmp / "stacked", *HEADLINE, "hydra/launcher=stacked")
+    assert basic.returncode == 0, basic.stderr[-3000:]
+    assert stacked.returncode == 0, stacked.stderr[-3000:]
+    assert "makemore-lab: all 4 jobs completed" in stacked.stdout
+    printed = stacked.stdout + stacked.stderr
+    assert "stacked launcher: 4 jobs in 2 groups" in printed
+    assert "#0, #1: 2 jobs stacked" in printed and "#2, #3: 2 jobs stacked" in printed
+    return tmp / "basic", tmp / "stacked"
+
+
+def test_every_stacked_job_writes_what_its_solo_run_writes(two_sweeps) -> None:
+    basic, stacked = two_sweeps
+    for job in JOBS:
+        a = json.loads((basic / job / "metrics.json").read_text())
+        b = json.loads((stacked / job / "metrics.json").read_text())
+        assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, job
+        assert b["step0_loss"] == pytest.approx(a["step0_loss"], rel=1e-6)
+        assert b["stacked_group"]["jobs"] == 2
+        for name in ("samples.txt", "dynamics.csv", "dynamics.md", ".hydra/overrides.yaml"):
+            assert (basic / job / name).read_text() == (stacked / job / name).read_text(), name
+        figures = {p.name for p in (basic / job / "figures").glob("*.png")}
+        assert figures and figures == {p.name for p in (stacked / job / "figures").glob("*.png")}
+        assert list((stacked / job / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_sample_and_table_commands_read_a_stacked_sweep(two_sweeps) -> None:
+    basic, stacked = two_sweeps
+    sampled = run_cli("-m", "makemore_lab.sample_cli", str(stacked / JOBS[0]), "--count", "3")
+    solo = run_cli("-m", "makemore_lab.sample_cli", str(basic / JOBS[0]), "--count", "3")
+    assert sampled.returncode == 0 and sampled.stdout == solo.stdout, sampled.stderr
+    table = run_cli("-m", "makemore_lab.table_cli", str(stacked))
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.count("| completed |") == 4
+
+
+def test_a_stacked_jobs_checkpoint_continues_as_a_solo_run(
+    names_file: Path, tmp_path: Path, two_sweeps
+) -> None:
+    """ckpt_path= a stacked job's last.ckpt, 10 steps more: the solo run's 30 steps exactly."""
+    _, stacked = two_sweeps
+    ckpt = stacked / JOBS[1] / "checkpoints" / "last.ckpt"
+    common = ["train.py", *on_file(names_file), *FAST, "init.gain=5/3", "trainer.max_steps=30"]
+    go_on = run_cli(*common, f"ckpt_path='{ckpt}'", f"hydra.run.dir={tmp_path / 'on'}")
+    straight = run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}")
+    assert go_on.returncode == 0 and straight.returncode == 0, go_on.stderr[-3000:]
+    a = json.loads((tmp_path / "on" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert a["resumed_from_step"] == 20
+    assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}
+    weights = [
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for run in ("on", "straight")
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
+
+
+def test_a_diverging_job_is_recorded_and_its_group_trains_on(names_file, tmp_path) -> None:
+    out = tmp_path / "sweep"
+    result = sweep(
+        names_file,
+        out,
+        "model.batchnorm=false",
+        "model.activation=identity",
+        "init.gain=1",
+        "optim.lr=0.1,1000000",
+        "hydra/launcher=stacked",
+    )
+    assert result.returncode == 1  # the sweep names the job that did not complete
+    records = {p.name: json.loads((p / "metrics.json").read_text()) for p in out.glob("[0-9]_*")}
+    assert records["0_optim.lr=0.1"]["status"] == "completed"
+    diverged = records["1_optim.lr=1000000"]
+    assert diverged["status"] == "diverged" and diverged["diverged_at_step"] < 20
+    assert "1 of 2 jobs did not complete: 1_optim.lr=1000000 (diverged)" in result.stderr
+
+
+def configs(*jobs: list[str]) -> list:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return [compose("config", overrides=job) for job in jobs]
+
+
+def test_jobs_stack_when_only_seed_init_and_learning_rate_differ() -> None:
+    cfgs = configs(
+        ["seed=1"],
+        ["seed=2", "init.gain=3", "init.scheme=randn", "optim.lr=0.05"],
+        ["model.batchnorm=false"],  # other tensors: a group of its own
+        ["optim=adam"],  # not stackable: alone
+        ["trainer.max_steps=10"],  # another length: its own group
+        ["model.batchnorm=false", "optim.decay_step=5"],
+        ["compile=true"],  # alone
+    )
+    assert group_jobs(cfgs) == [[0, 1], [2, 5], [3], [4], [6]]
+
+
+def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
+    names_file: Path, tmp_path: Path
+) -> None:
+    args = ["train.py", "-m", *on_file(names_file), *FAST, "trainer.max_steps=400"]
+    args += ["data.chunk_size=20", "callbacks.model_checkpoint.every_n_train_steps=100"]
+    args += ["trainer.val_check_interval=100", "model.n_hidden=16", "seed=1,2"]
+    args += ["hydra/launcher=stacked"]
+    straight = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    out = tmp_path / "killed"
+    with (tmp_path / "killed.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, *args, f"hydra.sweep.dir={out}"], cwd=ROOT, stdout=log, stderr=log
+        )
+    deadline = time.monotonic() + 120
+    while not list((out / "stacked").glob("*/checkpoints/step*.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143, (tmp_path / "killed.log").read_text()[-3000:]
+    record = json.loads((out / "0_seed=1" / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and 0 < record["steps"] < 400
+
+    resumed = run_cli(*args, f"hydra.sweep.dir={out}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for job in ("0_seed=1", "1_seed=2"):
+        a = json.loads((out / job / "metrics.json").read_text())
+        b = json.loads((tmp_path / "straight" / job / "metrics.json").read_text())
+        assert {k: a[k] for k in (*EXACT, "step0_loss")} == {
+            k: b[k] for k in (*EXACT, "step0_loss")
+        }
+        assert a["resumed_from_step"] == record["steps"]
+        assert (out / job / "dynamics.csv").read_text() == (
+            tmp_path / "straight" / job / "dynamics.csv"
+        ).read_text()
