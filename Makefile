@@ -7,7 +7,7 @@ ARGS ?=
 ABLATION_DIR := outputs/ablation/$(shell date +%Y-%m-%d_%H-%M-%S)
 LECTURE_ROWS := original,fix_softmax,fix_tanh_saturation,kaiming,batchnorm
 
-.PHONY: help install data train sweep ablation table bench test test-all screenshot lint format tensorboard clean
+.PHONY: help install data train sweep ablation table bench bench-sweep test test-all screenshot lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -41,6 +41,9 @@ table: install  ## the ablation table and plots of a sweep: make table SWEEP=out
 
 bench: install data  ## steps/s against the lecture's own loop: default, no dynamics callback, compiled (minutes)
 	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-sweep: install data  ## the stacked launcher against the basic one, 16-job memory (ARGS="--ablation": + the 5 rows)
+	$(PY) -m benchmarks.sweep $(ARGS)
 
 test: install data  ## the test suite (what CI runs)
 	$(PY) -m pytest

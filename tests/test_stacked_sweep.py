@@ -176,3 +176,21 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
         assert (out / job / "dynamics.csv").read_text() == (
             tmp_path / "straight" / job / "dynamics.csv"
         ).read_text()
+
+
+def test_optuna_stacks_each_batch_of_trials(names_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    result = sweep(
+        names_file,
+        out,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",  # two trials at a time: stacked
+        "hydra/launcher=stacked",
+        "callbacks.dynamics.figures=false",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout + result.stderr
+    assert "#0, #1: 2 jobs stacked" in printed and "#2, #3: 2 jobs stacked" in printed
+    best = (out / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "init.gain" in best

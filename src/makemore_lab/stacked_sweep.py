@@ -126,19 +126,16 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
 
 
 def describe(groups: list[list[int]], configs: list[DictConfig]) -> None:
-    """Print the groups: which jobs train together."""
+    """Print the groups: which jobs train together, named by the overrides that vary."""
+    overrides = [filter_overrides(cfg.hydra.overrides.task) for cfg in configs]
+    shared = set.intersection(*(set(o) for o in overrides))
     lines = []
     for group in groups:
-        nums = [configs[i].hydra.job.num for i in group]
-        how = (
-            f"{len(group)} jobs stacked"
-            if len(group) > 1 and group_key(configs[group[0]])
-            else "alone"
-        )
-        overrides = "; ".join(
-            " ".join(filter_overrides(configs[i].hydra.overrides.task)) for i in group
-        )
-        lines.append(f"  #{', #'.join(map(str, nums))}: {how} ({overrides or 'defaults'})")
+        nums = ", #".join(str(configs[i].hydra.job.num) for i in group)
+        together = len(group) > 1 and group_key(configs[group[0]]) is not None
+        how = f"{len(group)} jobs stacked" if together else "alone"
+        varying = "; ".join(" ".join(o for o in overrides[i] if o not in shared) for i in group)
+        lines.append(f"  #{nums}: {how} ({varying or 'defaults'})")
     log.info(
         "stacked launcher: %d jobs in %d groups\n%s", len(configs), len(groups), "\n".join(lines)
     )
