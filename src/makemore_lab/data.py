@@ -242,7 +242,7 @@ class NamesDataModule(L.LightningDataModule):
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.train_chunks: TrainingChunks | None = None
         # The generator state after the last chunk trained on: what resuming must restore.
-        self.sampler_state: torch.Tensor | None = None
+        self.sampler_state: Any = None  # a generator state (a list of them when stacked)
 
     def prepare_data(self) -> None:
         if not self.path.exists() and self.download:

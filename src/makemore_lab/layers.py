@@ -85,21 +85,30 @@ class BatchNorm1d(nn.Module):
             mean, scale = self.running_mean, self.running_std
         return self.gamma * (x - mean) / scale + self.beta
 
-    @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, scale: torch.Tensor) -> None:
-        # The lecture's `(1 - m) * running + m * batch`, rounded the same way, in place.
-        m = self.momentum
-        self.running_mean.mul_(1 - m).add_(m * mean)
-        if self.running == "var":
-            self.running_var.mul_(1 - m).add_(m * var)
-        else:
-            self.running_std.mul_(1 - m).add_(m * scale)
+        update_running_stats(self, mean, var, scale)
 
     def extra_repr(self) -> str:
         return (
             f"{self.gamma.shape[0]}, eps={self.eps}, momentum={self.momentum}, "
             f"unbiased={self.unbiased}, running={self.running!r}"
         )
+
+
+@torch.no_grad()
+def update_running_stats(
+    bn: nn.Module, mean: torch.Tensor, var: torch.Tensor, scale: torch.Tensor
+) -> None:
+    """The lecture's `(1 - m) * running + m * batch`, rounded the same way, in place.
+
+    Shared by `BatchNorm1d` and its stacked form (whose buffers have a job dimension in front).
+    """
+    m = bn.momentum
+    bn.running_mean.mul_(1 - m).add_(m * mean)
+    if bn.running == "var":
+        bn.running_var.mul_(1 - m).add_(m * var)
+    else:
+        bn.running_std.mul_(1 - m).add_(m * scale)
 
 
 class Tanh(nn.Module):

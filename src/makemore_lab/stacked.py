@@ -17,7 +17,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from makemore_lab.layers import BatchNorm1d, Embedding, Identity, Linear, ReLU, Tanh
+from makemore_lab.layers import (
+    BatchNorm1d,
+    Embedding,
+    Identity,
+    Linear,
+    ReLU,
+    Tanh,
+    update_running_stats,
+)
 from makemore_lab.model import MLP
 
 
@@ -87,14 +95,8 @@ class StackedBatchNorm1d(nn.Module):
             mean, scale = self.running_mean.unsqueeze(1), self.running_std.unsqueeze(1)
         return self.gamma * (x - mean) / scale + self.beta
 
-    @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, var: torch.Tensor, scale: torch.Tensor) -> None:
-        m = self.momentum
-        self.running_mean.mul_(1 - m).add_(m * mean)
-        if self.running == "var":
-            self.running_var.mul_(1 - m).add_(m * var)
-        else:
-            self.running_std.mul_(1 - m).add_(m * scale)
+        update_running_stats(self, mean, var, scale)
 
 
 STACKED = {Linear: StackedLinear, BatchNorm1d: StackedBatchNorm1d}

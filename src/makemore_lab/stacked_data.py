@@ -47,25 +47,20 @@ class StackedNamesDataModule(NamesDataModule):
     def __init__(self, generators: Sequence[torch.Generator], **data: Any) -> None:
         super().__init__(**data, generator=None)
         self.generators = list(generators)
-        self.sampler_states: list[torch.Tensor] | None = None
+        # `sampler_state` (set by NamesDataModule.on_before_batch_transfer) holds, here, every
+        # job's generator state after the chunk last trained on
 
     def train_dataloader(self) -> StackedChunks:
         x, y = self.splits["train"]
         self.train_chunks = StackedChunks(x, y, self.batch_size, self.generators, self.chunk_size)
         return self.train_chunks
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        training = self.trainer is not None and self.trainer.training
-        if training and self.train_chunks is not None and self.train_chunks.drawn:
-            self.sampler_states = self.train_chunks.drawn.popleft()
-        return batch
-
     def state_dict(self) -> dict[str, Any]:
-        states = self.sampler_states or [g.get_state() for g in self.generators]
+        states = self.sampler_state or [g.get_state() for g in self.generators]
         return {"sampler_states": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue every job's batch stream where the checkpoint left it."""
-        self.sampler_states = list(state_dict["sampler_states"])
-        for generator, state in zip(self.generators, self.sampler_states, strict=True):
+        self.sampler_state = list(state_dict["sampler_states"])
+        for generator, state in zip(self.generators, self.sampler_state, strict=True):
             generator.set_state(state)
