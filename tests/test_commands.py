@@ -90,6 +90,8 @@ def test_a_wheel_carries_the_configs_and_an_install_of_it_composes_them(tmp_path
     wanted = {f"makemore_lab/conf/{p.relative_to(conf).as_posix()}" for p in conf.rglob("*.yaml")}
     assert "makemore_lab/conf/config.yaml" in wanted and any("/experiment/" in w for w in wanted)
     assert wanted <= names, f"missing {sorted(wanted - names)}; the wheel has {sorted(names)}"
+    # the stacked launcher, which Hydra looks for in the hydra_plugins package
+    assert "hydra_plugins/makemore_lab_launcher/stacked_launcher.py" in names
 
     site = tmp_path / "site"
     installed = run(
