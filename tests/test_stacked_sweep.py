@@ -144,10 +144,13 @@ def test_jobs_stack_when_only_seed_init_and_learning_rate_differ() -> None:
 def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
     names_file: Path, tmp_path: Path
 ) -> None:
+    """Two groups side by side (BatchNorm on and off), each in its own process: SIGTERM to the
+    sweep reaches both, each saves its group; the same command with resume=true finishes both,
+    bit for bit as an uninterrupted sweep."""
     args = ["train.py", "-m", *on_file(names_file), *FAST, "trainer.max_steps=400"]
     args += ["data.chunk_size=20", "callbacks.model_checkpoint.every_n_train_steps=100"]
     args += ["trainer.val_check_interval=100", "model.n_hidden=16", "seed=1,2"]
-    args += ["hydra/launcher=stacked"]
+    args += ["model.batchnorm=true,false", "hydra/launcher=stacked"]
     straight = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'straight'}")
     assert straight.returncode == 0, straight.stderr[-3000:]
     out = tmp_path / "killed"
@@ -156,23 +159,25 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
             [sys.executable, *args, f"hydra.sweep.dir={out}"], cwd=ROOT, stdout=log, stderr=log
         )
     deadline = time.monotonic() + 120
-    while not list((out / "stacked").glob("*/checkpoints/step*.ckpt")):
+    while len(list((out / "stacked").glob("*/checkpoints/step*.ckpt"))) < 2:
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 143, (tmp_path / "killed.log").read_text()[-3000:]
-    record = json.loads((out / "0_seed=1" / "metrics.json").read_text())
-    assert record["status"] == "interrupted" and 0 < record["steps"] < 400
+    jobs = sorted(p.name for p in out.glob("[0-9]_*"))
+    assert len(jobs) == 4
+    stopped = {job: json.loads((out / job / "metrics.json").read_text()) for job in jobs}
+    assert all(r["status"] == "interrupted" and 0 < r["steps"] < 400 for r in stopped.values())
 
     resumed = run_cli(*args, f"hydra.sweep.dir={out}", "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for job in ("0_seed=1", "1_seed=2"):
+    for job in jobs:
         a = json.loads((out / job / "metrics.json").read_text())
         b = json.loads((tmp_path / "straight" / job / "metrics.json").read_text())
         assert {k: a[k] for k in (*EXACT, "step0_loss")} == {
             k: b[k] for k in (*EXACT, "step0_loss")
         }
-        assert a["resumed_from_step"] == record["steps"]
+        assert a["resumed_from_step"] == stopped[job]["steps"]
         assert (out / job / "dynamics.csv").read_text() == (
             tmp_path / "straight" / job / "dynamics.csv"
         ).read_text()

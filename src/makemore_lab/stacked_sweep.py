@@ -6,18 +6,22 @@ steps: they train as one group (`stacked_train.train_group`). A job that differs
 (another network, optimizer or length) is a group of its own, and a job that cannot stack at
 all (Adam, compile=true, ckpt_path=...) runs as the basic launcher runs it. The groups are
 printed at the start. Every job's directory, `.hydra/` and records are a solo run's, so the
-sweep's summary, the table and TensorBoard read it unchanged.
+sweep's summary, the table and TensorBoard read it unchanged. With `hydra.launcher.n_jobs`
+above 1 (-1: one per core), groups run side by side, one process each (`group_processes`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import (
     JobReturn,
     JobStatus,
@@ -30,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from makemore_lab import run_record
 from makemore_lab.config_checks import check_config
+from makemore_lab.group_processes import Task, run_parallel
 from makemore_lab.resume import finished_run
 
 log = logging.getLogger(__name__)
@@ -113,16 +118,28 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
         configs.append(cfg)
     groups = group_jobs(configs)
     describe(groups, configs)
-    returns: dict[int, JobReturn] = {}
-    for group in groups:
-        stackable = len(group) > 1 and group_key(configs[group[0]]) is not None
-        members = [configs[i] for i in group]
-        results = (
-            run_group(launcher, members, sweep_dir) if stackable else run_alone(launcher, members)
-        )
-        returns |= dict(zip(group, results, strict=True))
-        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    tasks = [group_task(launcher, [configs[i] for i in group], sweep_dir) for group in groups]
+    n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else (os.cpu_count() or 1)
+    if n_jobs > 1 and len(tasks) > 1:
+        results = run_parallel(tasks, n_jobs)  # groups side by side, one process each
+    else:
+        results = []
+        for task in tasks:
+            results.append(task())
+            configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    returns = {
+        i: ret
+        for group, rets in zip(groups, results, strict=True)
+        for i, ret in zip(group, rets, strict=True)
+    }
     return [returns[i] for i in range(len(configs))]
+
+
+def group_task(launcher: Any, configs: list[DictConfig], sweep_dir: Path) -> Task:
+    """What runs one group: stacked if its jobs stack, else each job as the basic launcher."""
+    if len(configs) > 1 and group_key(configs[0]) is not None:
+        return partial(run_group, launcher, configs, sweep_dir)
+    return partial(run_alone, launcher, configs)
 
 
 def describe(groups: list[list[int]], configs: list[DictConfig]) -> None:
@@ -172,20 +189,27 @@ def run_group(launcher: Any, configs: list[DictConfig], sweep_dir: Path) -> list
     values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p.finished}
     if ready:
         nums = "_".join(str(configs[i].hydra.job.num) for i in ready)
-        values |= train_ready(
-            [prepared[i].cfg for i in ready], ready, sweep_dir / "stacked" / f"jobs_{nums}"
-        )
+        group_dir = sweep_dir / "stacked" / f"jobs_{nums}"
+        cfgs = [prepared[i].cfg for i in ready]
+        values |= train_ready(cfgs, ready, group_dir, configs[ready[0]])
     for i, ret in enumerate(returns):
         ret.status, ret.return_value = JobStatus.COMPLETED, values.get(i, float("nan"))
     return returns
 
 
-def train_ready(cfgs: list[DictConfig], indices: list[int], group_dir: Path) -> dict[int, float]:
-    """Train the group; each job's val loss (NaN if it did not complete)."""
+def train_ready(
+    cfgs: list[DictConfig], indices: list[int], group_dir: Path, hydra_cfg: DictConfig
+) -> dict[int, float]:
+    """Train the group; each job's val loss (NaN if it did not complete).
+
+    `hydra_cfg` (a job's sweep config) is Hydra's config while the group trains: the command
+    that resumes the sweep is read from it.
+    """
     from makemore_lab.app import handle_job_error, quiet_lightning
     from makemore_lab.stacked_train import train_group
 
     quiet_lightning()
+    HydraConfig.instance().set_config(hydra_cfg)
     try:
         metrics = train_group(cfgs, group_dir)
     except Exception as err:  # recorded for every job of the group, said once; the sweep goes on

@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 class StackedLauncher(Launcher):
     """Trains a multirun's jobs in stacked groups in this process (makemore_lab.stacked_sweep)."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_jobs: int = 1) -> None:
+        self.n_jobs = n_jobs  # groups at once, each in its own process (-1: one per core)
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None

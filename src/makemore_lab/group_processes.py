@@ -1,0 +1,81 @@
+"""A sweep's groups side by side: one forked process per group, at most `n_jobs` at a time.
+
+The stacked launcher's groups are independent (each trains its own jobs with one thread), so
+on a machine with cores to spare they run at once. A forked child inherits everything the
+launcher has built (Hydra's state, the configs), runs its group and sends back the JobReturns.
+SIGTERM or Ctrl-C reaching this process is passed on to the running children, which save their
+group's checkpoint and stop as a single group does; no new group starts, and this process then
+exits with the signal's status, as a sweep stopped by a signal does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+Task = Callable[[], list[Any]]
+
+
+def _child(task: Task, conn: Connection, handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():  # not the parent's forwarding handler
+        signal.signal(signum, handler)
+    try:
+        conn.send(task())
+    finally:
+        conn.close()
+
+
+def _receive(conn: Connection) -> list[Any] | None:
+    """The child's result; None if it ended without one (a signal, an exit)."""
+    try:
+        return conn.recv() if conn.poll() else None
+    except EOFError:
+        return None
+
+
+def run_parallel(tasks: list[Task], n_jobs: int) -> list[list[Any]]:
+    """Each task's result, in order; tasks run in forked processes, `n_jobs` at a time."""
+    context = multiprocessing.get_context("fork")
+    results: list[list[Any] | None] = [None] * len(tasks)
+    pending = list(enumerate(tasks))
+    running: dict[int, tuple[Any, Connection]] = {}
+    received: list[int] = []  # the signals received, passed on to the children
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        for process, _ in running.values():
+            os.kill(process.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while pending or running:
+            while pending and len(running) < n_jobs and not received:
+                index, task = pending.pop(0)
+                parent, child = context.Pipe(duplex=False)
+                process = context.Process(target=_child, args=(task, child, previous))
+                process.start()
+                child.close()
+                running[index] = (process, parent)
+            if not running:
+                break
+            wait([process.sentinel for process, _ in running.values()])
+            for index, (process, conn) in list(running.items()):
+                if process.is_alive():
+                    continue
+                results[index] = _receive(conn)
+                process.join()
+                del running[index]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        sys.exit(128 + received[0])  # 130 for Ctrl-C, 143 for SIGTERM, as a single run
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"the processes of groups {missing} ended without a result")
+    return results  # type: ignore[return-value]
