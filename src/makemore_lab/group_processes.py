@@ -38,6 +38,20 @@ def _receive(conn: Connection) -> list[Any] | None:
         return None
 
 
+def _collect(running: dict[int, tuple[Any, Connection]], results: list) -> None:
+    """Wait for a child to send its result or to end; take the results of those done.
+
+    A child's result is read before its exit is awaited: a result larger than the pipe's buffer
+    keeps the child in `send` until it is read.
+    """
+    ready = wait([conn for _, conn in running.values()] + [p.sentinel for p, _ in running.values()])
+    for index, (process, conn) in list(running.items()):
+        if conn in ready or process.sentinel in ready:
+            results[index] = _receive(conn)
+            process.join()
+            del running[index]
+
+
 def run_parallel(tasks: list[Task], n_jobs: int) -> list[list[Any]]:
     """Each task's result, in order; tasks run in forked processes, `n_jobs` at a time."""
     context = multiprocessing.get_context("fork")
@@ -63,13 +77,7 @@ def run_parallel(tasks: list[Task], n_jobs: int) -> list[list[Any]]:
                 running[index] = (process, parent)
             if not running:
                 break
-            wait([process.sentinel for process, _ in running.values()])
-            for index, (process, conn) in list(running.items()):
-                if process.is_alive():
-                    continue
-                results[index] = _receive(conn)
-                process.join()
-                del running[index]
+            _collect(running, results)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
