@@ -32,8 +32,8 @@ train: install data  ## train the default experiment (extra overrides: make trai
 sweep: install data  ## the headline sweep: BatchNorm on/off x gain 1, 5/3
 	$(PY) train.py -m model.batchnorm=true,false init.gain=1,5/3 $(ARGS)
 
-ablation: install data  ## the lecture's 5-row loss table at full length (200k steps each), beside its numbers
-	$(PY) train.py -m experiment=$(LECTURE_ROWS) hydra/launcher=parallel hydra.sweep.dir=$(ABLATION_DIR) $(ARGS); \
+ablation: install data  ## the lecture's 5-row loss table at full length (200k steps each, stacked), beside its numbers
+	$(PY) train.py -m experiment=$(LECTURE_ROWS) hydra/launcher=stacked hydra.sweep.dir=$(ABLATION_DIR) $(ARGS); \
 	status=$$?; $(VENV)/bin/makemore-table $(ABLATION_DIR) --reference; exit $$status
 
 table: install  ## the ablation table and plots of a sweep: make table SWEEP=outputs/multiruns/<timestamp>
