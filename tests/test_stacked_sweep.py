@@ -67,8 +67,13 @@ def test_every_stacked_job_writes_what_its_solo_run_writes(two_sweeps) -> None:
         assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, job
         assert b["step0_loss"] == pytest.approx(a["step0_loss"], rel=1e-6)
         assert b["stacked_group"]["jobs"] == 2
-        for name in ("samples.txt", "dynamics.csv", "dynamics.md", ".hydra/overrides.yaml"):
+        for name in ("samples.txt", "dynamics.csv", "dynamics.md"):
             assert (basic / job / name).read_text() == (stacked / job / name).read_text(), name
+        overrides = [(run / job / ".hydra" / "overrides.yaml").read_text() for run in two_sweeps]
+        # the same task overrides, but the figures the stacked sweep draws
+        assert [line for line in overrides[0].splitlines() if "figures" not in line] == [
+            line for line in overrides[1].splitlines() if "figures" not in line
+        ]
         assert {p.name for p in (stacked / job / "figures").glob("*.png")} == FIGURES
         assert list((stacked / job / "tensorboard").glob("events.out.tfevents.*"))
 

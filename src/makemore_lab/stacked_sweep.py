@@ -158,32 +158,25 @@ def describe(groups: list[list[int]], configs: list[DictConfig]) -> None:
     )
 
 
+def run_in_job_dir(launcher: Any, cfg: DictConfig, task: Any) -> JobReturn:
+    """`task(cfg)` in the job's directory and Hydra context, as the basic launcher runs a job."""
+    return run_job(
+        hydra_context=launcher.hydra_context,
+        task_function=task,
+        config=cfg,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
 def run_alone(launcher: Any, configs: list[DictConfig]) -> list[JobReturn]:
     """Jobs that do not stack: each as the basic launcher runs it."""
-    return [
-        run_job(
-            hydra_context=launcher.hydra_context,
-            task_function=launcher.task_function,
-            config=cfg,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        for cfg in configs
-    ]
+    return [run_in_job_dir(launcher, cfg, launcher.task_function) for cfg in configs]
 
 
 def run_group(launcher: Any, configs: list[DictConfig], sweep_dir: Path) -> list[JobReturn]:
     """One stacking group: each job prepared in its directory, then all trained as one."""
-    returns = [
-        run_job(
-            hydra_context=launcher.hydra_context,
-            task_function=prepare,
-            config=cfg,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        for cfg in configs
-    ]
+    returns = [run_in_job_dir(launcher, cfg, prepare) for cfg in configs]
     prepared = [ret.return_value for ret in returns]
     ready = [i for i, p in enumerate(prepared) if p.cfg is not None and p.finished is None]
     values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p.finished}
