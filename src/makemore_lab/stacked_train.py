@@ -78,8 +78,10 @@ def train_group(cfgs: list[DictConfig], group_dir: Path) -> list[dict[str, Any]]
     first_step = torch.load(resume, weights_only=True)["global_step"] if resume else 0
     fit_seconds = fit_group(group, resume)
     wall = time.perf_counter() - started
+    last = group.last_checkpoint
+    group_ckpt = torch.load(last, weights_only=True) if last.is_file() else None  # read once
     return [
-        write_job(group, job, first_step if resume else None, fit_seconds, wall)
+        write_job(group, job, group_ckpt, first_step if resume else None, fit_seconds, wall)
         for job in range(len(cfgs))
     ]
 
@@ -154,9 +156,15 @@ def fit_group(group: Group, resume: Path | None) -> float:
 
 
 def write_job(
-    group: Group, job: int, first_step: int | None, fit_seconds: float, wall_seconds: float
+    group: Group,
+    job: int,
+    group_ckpt: dict[str, Any] | None,
+    first_step: int | None,
+    fit_seconds: float,
+    wall_seconds: float,
 ) -> dict[str, Any]:
-    """Job `job`'s outputs, as its solo run writes them; its metrics."""
+    """Job `job`'s outputs, as its solo run writes them (its checkpoint cut out of the group's
+    final one, if checkpoints are on); its metrics."""
     cfg, module = group.cfgs[job], group.module
     if job in module.diverged:
         return write_diverged(group, job)
@@ -167,10 +175,8 @@ def write_job(
     step0 = module.step0_losses[job] if module.step0_losses else None
     metrics = record(Path(cfg.run_dir), step0, losses, steps, first_step, fit_seconds, wall_seconds)
     metrics["stacked_group"] = {"dir": str(group.group_dir), "jobs": len(group.cfgs), "index": job}
-    if group.last_checkpoint.is_file():
-        solo = solo_checkpoint(
-            torch.load(group.last_checkpoint, weights_only=True), job, cfg, group
-        )
+    if group_ckpt is not None:
+        solo = solo_checkpoint(group_ckpt, job, cfg, group)
         path = Path(cfg.callbacks.model_checkpoint.dirpath) / "last.ckpt"
         AtomicCheckpointIO().save_checkpoint(solo, path)
     finish(cfg, net, group.datamodule.vocab, metrics)
