@@ -22,7 +22,7 @@ import lightning as L
 import torch
 
 from makemore_lab.errors import UserError
-from makemore_lab.validation import POSITIVE_INT, require
+from makemore_lab.validation import POSITIVE_INT, require_all
 
 # Checksums of files whose content we know; a download from any other URL is not checked.
 KNOWN_SHA256 = {
@@ -224,13 +224,14 @@ class NamesDataModule(L.LightningDataModule):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        for key, value in [
-            ("batch_size", batch_size),
-            ("chunk_size", chunk_size),
-            ("eval_batch_size", eval_batch_size),
-            ("block_size", block_size),
-        ]:
-            require(f"data.{key}", value, POSITIVE_INT)
+        require_all(
+            "data",
+            POSITIVE_INT,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            eval_batch_size=eval_batch_size,
+            block_size=block_size,
+        )
         self.path, self.url, self.sha256, self.download = Path(path), url, sha256, download
         self.block_size, self.batch_size, self.eval_batch_size = (
             block_size,

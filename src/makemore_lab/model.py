@@ -13,7 +13,7 @@ from torch import nn
 
 from makemore_lab.initialization import init_network
 from makemore_lab.layers import ACTIVATIONS, BatchNorm1d, Embedding, Linear
-from makemore_lab.validation import POSITIVE_INT, one_of, require
+from makemore_lab.validation import POSITIVE_INT, one_of, require, require_all
 
 
 class MLP(nn.Module):
@@ -38,13 +38,8 @@ class MLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        for key, value in [
-            ("block_size", block_size),
-            ("n_embd", n_embd),
-            ("n_hidden", n_hidden),
-            ("n_layers", n_layers),
-        ]:
-            require(f"model.{key}", value, POSITIVE_INT)
+        sizes = dict(block_size=block_size, n_embd=n_embd, n_hidden=n_hidden, n_layers=n_layers)
+        require_all("model", POSITIVE_INT, **sizes)
         require("model.activation", activation, one_of(ACTIVATIONS))
         self.block_size, self.vocab_size = block_size, vocab_size
         bn = dict(bn or {})

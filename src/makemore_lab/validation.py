@@ -78,3 +78,9 @@ def require(key: str, value: Any, check: Check) -> Any:
     if form:
         raise invalid(key, value, form)
     return value
+
+
+def require_all(group: str, check: Check, **values: Any) -> None:
+    """`require` each `group.<name>=value` (e.g. a class's sizes, all positive integers)."""
+    for name, value in values.items():
+        require(f"{group}.{name}", value, check)
