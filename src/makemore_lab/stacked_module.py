@@ -45,6 +45,7 @@ class StackedModule(L.LightningModule):
         self.diverged: dict[int, dict[str, Any]] = {}  # job -> where and how it diverged
         self.frozen_states: dict[int, dict[str, torch.Tensor]] = {}  # its weights then
         self.eager_steps: frozenset[int] = frozenset()
+        self.resumed_from_step: int | None = None  # set when Lightning restores a checkpoint
 
     def run_eagerly(self, steps: set[int]) -> None:
         """The dynamics callback's request; a stacked group always runs eagerly."""
@@ -148,6 +149,7 @@ class StackedModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.resumed_from_step = checkpoint["global_step"]  # no second read of the file
         state = checkpoint["makemore_stacked"]
         self.unlogged = [list(u) for u in state["unlogged"]]
         self.last_losses = list(state["last_losses"])

@@ -75,13 +75,12 @@ def train_group(cfgs: list[DictConfig], group_dir: Path) -> list[dict[str, Any]]
     resume = group.last_checkpoint if cfgs[0].get("resume") else None
     if resume is not None and not resume.is_file():
         resume = None
-    first_step = torch.load(resume, weights_only=True)["global_step"] if resume else 0
     fit_seconds = fit_group(group, resume)
     wall = time.perf_counter() - started
     last = group.last_checkpoint
     group_ckpt = torch.load(last, weights_only=True) if last.is_file() else None  # read once
     return [
-        write_job(group, job, group_ckpt, first_step if resume else None, fit_seconds, wall)
+        write_job(group, job, group_ckpt, group.module.resumed_from_step, fit_seconds, wall)
         for job in range(len(cfgs))
     ]
 
