@@ -62,6 +62,11 @@ class OutputCapture:
         return hook
 
 
+def diverged_jobs(pl_module: L.LightningModule) -> dict[int, Any]:
+    """A stacked group's diverged jobs (their solo runs had stopped); none for a solo run."""
+    return getattr(pl_module, "diverged", {})
+
+
 @dataclass
 class JobOutputs:
     """Where one job's statistics go: its CSV, its report, and its loggers (None: the trainer's)."""
@@ -211,7 +216,7 @@ class TrainingDynamics(Callback):
         self._steps_to_collect = set()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        stopped = getattr(pl_module, "diverged", {})  # a stacked group's diverged jobs
+        stopped = diverged_jobs(pl_module)
         for j, job in enumerate(self.jobs):
             if j not in stopped:
                 job.report.finish(self._loggers(job))
@@ -232,7 +237,7 @@ class TrainingDynamics(Callback):
         kinds = self.jobs[0].report.layers
         stats = collect(outputs, output_grads, kinds, weights, self.threshold)
         values = to_numbers(stats)
-        stopped = getattr(trainer.lightning_module, "diverged", {})  # a stacked group's
+        stopped = diverged_jobs(trainer.lightning_module)
         for j, job in enumerate(self.jobs):
             if j in stopped:
                 continue  # a diverged job's solo run had stopped: nothing more to record
