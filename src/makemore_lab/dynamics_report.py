@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from lightning.pytorch.loggers import Logger
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 
 from makemore_lab.dynamics_figures import distribution_figure, heatmap_figure, update_ratio_figure
 from makemore_lab.dynamics_writer import Row, chart_name
@@ -176,5 +177,6 @@ class DynamicsReport:
     def _save_figure(self, loggers: Sequence[Logger], name: str, fig: Figure, step: int) -> None:
         folder = self.dirpath / "figures"
         folder.mkdir(parents=True, exist_ok=True)
-        fig.savefig(folder / f"{name}.png", dpi=80)
-        log_image(loggers, f"figures/{name}", figure_to_array(fig), step)
+        image = figure_to_array(fig)  # drawn once, for the file and the loggers
+        imsave(folder / f"{name}.png", image)
+        log_image(loggers, f"figures/{name}", image, step)
