@@ -9,10 +9,9 @@ and these figures have a known shape.
 from __future__ import annotations
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
 
 DPI = 80  # 960 x 280 pixels for the 12 x 3.5 inch plots
 
