@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -111,3 +112,24 @@ def test_compiled_training_follows_the_eager_loss_trajectory(make_cfg, tmp_path:
     assert len(losses(eager)) == 30
     # Fused kernels round differently, so not bit for bit; a real difference would be far larger.
     assert losses(compiled) == pytest.approx(losses(eager), rel=1e-3)
+
+
+class OptimizerStepHooks(L.Callback):
+    """Counts Lightning's `on_before_optimizer_step`: the steps that took Lightning's wrapper."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.steps.append(trainer.global_step)
+
+
+def test_only_watched_steps_take_lightnings_optimizer_wrapper(make_cfg, tmp_path: Path) -> None:
+    # The lean path: the other steps call torch directly and advance `global_step` themselves.
+    hooks = OptimizerStepHooks()
+    cfg = make_cfg(*STEPS, "data.chunk_size=6", f"run_dir={tmp_path / 'run'}")
+    metrics = train(cfg, extra_callbacks=[hooks])
+    assert hooks.steps == [0, 7, 14, 21, 25]  # the dynamics callback's collected steps
+    assert metrics["steps"] == 26
+    checkpoint = torch.load(Path(cfg.run_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 26

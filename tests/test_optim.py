@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from makemore_lab.optim import LectureSGD
+from makemore_lab.optim import LectureSGD, direct_update
 from makemore_lab.train import train
 
 
@@ -98,3 +98,34 @@ def test_foreach_updates_are_the_per_tensor_updates_bit_for_bit() -> None:
             make(params, foreach).step()
             results.append(params)
         assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_direct_update_is_the_optimizers_step_bit_for_bit() -> None:
+    # Unwatched training steps call `direct_update(optimizer)()` instead of `optimizer.step()`.
+    g = torch.Generator().manual_seed(1)
+    shapes = [(27, 10), (30, 100), (100,)]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    grads = [torch.randn(s, generator=g) * 10 for s in shapes]
+    for make in (
+        lambda ps: LectureSGD(ps, lr=0.1),
+        lambda ps: torch.optim.SGD(ps, lr=0.1, foreach=True),
+        lambda ps: torch.optim.SGD(ps, lr=0.1),
+    ):
+        results = []
+        for direct in (False, True):
+            params = [torch.nn.Parameter(t.clone()) for t in start]
+            for p, grad in zip(params, grads, strict=True):
+                p.grad = grad.clone()
+            optimizer = make(params)
+            update = direct_update(optimizer)
+            assert update is not None
+            update() if direct else optimizer.step()
+            results.append(params)
+        assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_direct_update_leaves_other_optimizers_to_their_own_step() -> None:
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert direct_update(torch.optim.SGD(params, lr=0.1, momentum=0.9)) is None
+    assert direct_update(torch.optim.SGD(params, lr=0.1, weight_decay=1e-4)) is None
+    assert direct_update(torch.optim.Adam(params, lr=0.1)) is None

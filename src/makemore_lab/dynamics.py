@@ -158,8 +158,9 @@ class TrainingDynamics(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         # A batch is a chunk of minibatches, one optimizer step each: find the steps of this
-        # chunk to collect. Layer hooks are armed for exactly those steps, each of which runs
-        # eagerly (a compiled step would not call our hooks, and would recompile around them).
+        # chunk to collect. The module runs exactly those steps watched: uncompiled (a compiled
+        # step would not call our layer hooks, and would recompile around them), through
+        # Lightning's optimizer wrapper (its hooks), and arming our layer hooks before each.
         first = trainer.global_step
         last = first + batch[0].shape[1 if self.stacked else 0]  # a chunk: (N,) chunk, B, block
         if trainer.max_steps > 0:
@@ -169,11 +170,9 @@ class TrainingDynamics(Callback):
         if not steps:
             return
         self._trainer = trainer
-        pl_module.run_eagerly(steps)
-        # torch's post-step hook runs after each update of the chunk, still at that step.
+        pl_module.watch(steps, before=lambda step: self.capture.arm(self._layers))
+        # torch's post-step hook runs after a watched step's update, still at that step.
         self._step_hook = trainer.optimizers[0].register_step_post_hook(self._after_update)
-        if first in steps:
-            self.capture.arm(self._layers)
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
@@ -197,8 +196,6 @@ class TrainingDynamics(Callback):
             if step == 0:
                 for job in self.jobs:
                     job.report.summarise(self._loggers(job), step, "initialization")
-        if step + 1 in self._steps_to_collect:
-            self.capture.arm(self._layers)
 
     def on_train_batch_end(
         self,
@@ -212,7 +209,7 @@ class TrainingDynamics(Callback):
             return
         self.capture.disarm()
         self._step_hook.remove()
-        pl_module.run_eagerly(set())
+        pl_module.watch(set())
         self._steps_to_collect = set()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

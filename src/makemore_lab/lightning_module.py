@@ -9,9 +9,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 
 from makemore_lab.errors import TrainingDiverged
+from makemore_lab.optim import direct_update
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -29,14 +32,31 @@ def split_loss(net: nn.Module, batches: Iterable[Batch]) -> float:
     return total / count
 
 
+def lean_steps(trainer: L.Trainer) -> Any:
+    """Lightning's count of optimizer steps, when a step may bypass Lightning's wrappers.
+
+    With full precision on one device, Lightning's `manual_backward` and optimizer wrapper add
+    only bookkeeping and hooks around `loss.backward()` and `optimizer.step()`: a step can call
+    torch directly and advance this counter, which `trainer.global_step` reads. Other setups
+    (mixed precision scales the loss; several devices reduce gradients) return None.
+    """
+    if type(trainer.precision_plugin) is not Precision:
+        return None
+    if not isinstance(trainer.strategy, SingleDeviceStrategy):
+        return None
+    return trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+
+
 class MakemoreModule(L.LightningModule):
     """Wraps the network; `config` and `vocab` go into the checkpoint so it can be rebuilt.
 
     Optimization is manual: a batch is a chunk of minibatches (see `data.TrainingChunks`) and
     `training_step` runs one optimizer step per minibatch, so Lightning's per-batch machinery
-    is paid once per chunk while `trainer.global_step` still counts optimizer steps (Lightning
-    counts each `optimizer.step()` of a manual loop). `max_steps`, the learning-rate schedule,
-    logging and the dynamics callback therefore keep their meaning in optimizer steps.
+    is paid once per chunk while `trainer.global_step` still counts optimizer steps.
+    `max_steps`, the learning-rate schedule, logging and the dynamics callback therefore keep
+    their meaning in optimizer steps. Most steps take the lean path (`lean_steps`): torch's
+    backward and optimizer directly, Lightning's step count advanced by hand; the steps a
+    callback watches go through Lightning's optimizer wrapper, whose hooks it needs.
     """
 
     def __init__(
@@ -54,10 +74,12 @@ class MakemoreModule(L.LightningModule):
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # compile=true: the forward and loss of a step go through torch.compile (backward comes
-        # with it, by AOTAutograd). Steps in `eager_steps` run uncompiled, so that hooks on the
-        # layers (the dynamics callback's) see them without forcing a recompilation.
+        # with it, by AOTAutograd). Steps in `watched_steps` run uncompiled and through
+        # Lightning's optimizer wrapper, so that hooks on the layers and Lightning's
+        # `on_before_optimizer_step` (the dynamics callback's) see them, with no recompilation.
         self.compiled_loss = torch.compile(self.minibatch_loss) if compile else None
-        self.eager_steps: frozenset[int] = frozenset()
+        self.watched_steps: frozenset[int] = frozenset()
+        self.before_watched: Callable[[int], None] | None = None
         # The first minibatch's loss, before any update, as the lecture prints it.
         self.step0_loss: torch.Tensor | None = None
         self._unlogged_losses: list[float] = []  # the losses since the last logged point
@@ -70,9 +92,10 @@ class MakemoreModule(L.LightningModule):
         """The loss before any update, as a number (None before step 0 ran)."""
         return None if self.step0_loss is None else self.step0_loss.item()
 
-    def run_eagerly(self, steps: set[int]) -> None:
-        """Run these optimizer steps uncompiled (a callback hooks the layers at them)."""
-        self.eager_steps = frozenset(steps)
+    def watch(self, steps: set[int], before: Callable[[int], None] | None = None) -> None:
+        """Run these optimizer steps uncompiled, through Lightning's optimizer wrapper (its hooks
+        fire), and call `before(step)` ahead of each one's forward: a callback watches them."""
+        self.watched_steps, self.before_watched = frozenset(steps), before
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.net(idx)
@@ -88,20 +111,33 @@ class MakemoreModule(L.LightningModule):
         first = self.global_step  # each optimizer.step() below adds one to it
         n = xs.shape[0] if max_steps < 0 else min(xs.shape[0], max_steps - first)
         log_every = self.trainer.log_every_n_steps
+        lean = lean_steps(self.trainer)
+        params = [p for p in self.parameters() if p.requires_grad]
+        update = direct_update(optimizer.optimizer) or optimizer.optimizer.step
         losses: list[torch.Tensor] = []
         log_points: list[tuple[int, float]] = []  # (step, the lr that step used)
         for step, x, y in zip(range(first, first + n), xs[:n], ys[:n], strict=True):
-            if self.compiled_loss is None or step in self.eager_steps:
+            watched = step in self.watched_steps
+            if watched and self.before_watched is not None:
+                self.before_watched(step)
+            if self.compiled_loss is None or watched:
                 loss = self.minibatch_loss(x, y)
             else:
                 loss = self.compiled_loss(x, y)
             if step == 0 and self.step0_loss is None:
                 self.step0_loss = loss.detach()
             # The lecture's order: clear the gradients, backward, update, then the schedule.
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+            if lean is not None and not watched:
+                for p in params:
+                    p.grad = None
+                loss.backward()
+                update()
+                lean.increment_by(1)  # what Lightning's wrapper counts: one optimizer step
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                self.manual_backward(loss)
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             losses.append(loss.detach())  # no arithmetic, no device sync per step

@@ -10,7 +10,7 @@ the step-0 loss, the loss-logging window, and where it diverged. Each job's `tra
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 
+from makemore_lab.lightning_module import lean_steps
 from makemore_lab.stacked import StackedMLP
 from makemore_lab.stacked_steps import StackedSGD, StepDecay, job_losses
 
@@ -44,12 +45,13 @@ class StackedModule(L.LightningModule):
         self.last_losses: list[float | None] = [None] * self.jobs
         self.diverged: dict[int, dict[str, Any]] = {}  # job -> where and how it diverged
         self.frozen_states: dict[int, dict[str, torch.Tensor]] = {}  # its weights then
-        self.eager_steps: frozenset[int] = frozenset()
+        self.watched_steps: frozenset[int] = frozenset()
+        self.before_watched: Callable[[int], None] | None = None
         self.resumed_from_step: int | None = None  # set when Lightning restores a checkpoint
 
-    def run_eagerly(self, steps: set[int]) -> None:
-        """The dynamics callback's request; a stacked group always runs eagerly."""
-        self.eager_steps = frozenset(steps)
+    def watch(self, steps: set[int], before: Callable[[int], None] | None = None) -> None:
+        """As `MakemoreModule.watch`: these steps go through Lightning's optimizer wrapper."""
+        self.watched_steps, self.before_watched = frozenset(steps), before
 
     def configure_optimizers(self) -> StackedSGD:
         return StackedSGD(self.net, self.schedules, lecture=self.lecture)
@@ -60,16 +62,27 @@ class StackedModule(L.LightningModule):
         first, max_steps = self.global_step, self.trainer.max_steps
         n = xs.shape[1] if max_steps < 0 else min(xs.shape[1], max_steps - first)
         log_every = self.trainer.log_every_n_steps
+        lean = lean_steps(self.trainer)  # as the solo module: torch directly, but watched steps
+        params = list(self.net.parameters())
         losses, log_points = [], []
-        for i in range(n):
-            loss = job_losses(self.net, xs[:, i], ys[:, i])
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss.sum())  # a sum of per-job means: each job's own gradient
-            rates = optimizer.optimizer.rates(first + i)
-            optimizer.step()
+        for step in range(first, first + n):
+            watched = step in self.watched_steps
+            if watched and self.before_watched is not None:
+                self.before_watched(step)
+            loss = job_losses(self.net, xs[:, step - first], ys[:, step - first])
+            if lean is not None and not watched:
+                for p in params:
+                    p.grad = None
+                loss.sum().backward()  # a sum of per-job means: each job's own gradient
+                optimizer.optimizer.update()
+                lean.increment_by(1)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                self.manual_backward(loss.sum())
+                optimizer.step()
             losses.append(loss.detach())
-            if log_every > 0 and (first + i + 1) % log_every == 0:
-                log_points.append((first + i, rates))
+            if log_every > 0 and (step + 1) % log_every == 0:
+                log_points.append((step, optimizer.optimizer.rates(step)))
         values = torch.stack(losses, dim=1).tolist()  # one device sync per chunk
         if self.step0_losses is None and first == 0:
             self.step0_losses = [v[0] for v in values]

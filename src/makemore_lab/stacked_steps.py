@@ -108,13 +108,25 @@ class StackedSGD(torch.optim.Optimizer):
         if closure is not None:  # Lightning's: it runs the on_before_optimizer_step hooks
             with torch.enable_grad():
                 closure()
+        self.update()
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One step of every active job: `step` without the closure and torch's step hooks."""
         group = self.param_groups[0]
         params, rates = group["params"], self.rates(group["steps_done"])
-        if self.lecture:
+        active = group["active"]
+        if len(set(rates)) == 1 and all(active):  # one rate, the solo optimizer's own calls
+            grads = [p.grad for p in params]
+            if self.lecture:
+                torch._foreach_add_(params, torch._foreach_mul(grads, -rates[0]))
+            else:
+                torch._foreach_add_(params, grads, alpha=-rates[0])
+        elif self.lecture:
             self._lecture_step(params, rates)
         else:
             for rate in sorted(set(rates)):
-                jobs = [j for j, r in enumerate(rates) if r == rate and group["active"][j]]
+                jobs = [j for j, r in enumerate(rates) if r == rate and active[j]]
                 if jobs:
                     torch._foreach_add_(
                         [p[j] for p in params for j in jobs],
@@ -145,11 +157,13 @@ def train_chunk(
     """One optimizer step per minibatch of the chunk; the jobs' losses (N, chunk), before each
     update. Jobs whose loss was not finite in this chunk are frozen from its end on."""
     losses = []
+    params = list(model.parameters())
     for i in range(xs.shape[1]):
         loss = job_losses(model, xs[:, i], ys[:, i])
-        optimizer.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         loss.sum().backward()  # a sum of per-job means: each job's gradient is its own
-        optimizer.step()
+        optimizer.update()
         losses.append(loss.detach())
     chunk = torch.stack(losses, dim=1)
     optimizer.freeze(diverged_jobs(chunk))
