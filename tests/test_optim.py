@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -129,3 +131,16 @@ def test_direct_update_leaves_other_optimizers_to_their_own_step() -> None:
     assert direct_update(torch.optim.SGD(params, lr=0.1, momentum=0.9)) is None
     assert direct_update(torch.optim.SGD(params, lr=0.1, weight_decay=1e-4)) is None
     assert direct_update(torch.optim.Adam(params, lr=0.1)) is None
+
+
+def test_a_scheduler_after_a_direct_update_does_not_warn() -> None:
+    # torch warns when `scheduler.step()` seems to come before any `optimizer.step()`.
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    optimizer = torch.optim.SGD([p], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1], gamma=0.1)
+    direct_update(optimizer)()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)

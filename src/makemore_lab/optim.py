@@ -61,6 +61,19 @@ def direct_update(optimizer: torch.optim.Optimizer) -> Update | None:
     optimizer's own: `LectureSGD.update`, or, for `torch.optim.SGD` with no momentum, weight
     decay or other option, the one call its foreach path makes (`p.add_(grad, alpha=-lr)`).
     """
+    math = _plain_sgd(optimizer)
+    if math is None:
+        return None
+
+    def update() -> None:
+        math()
+        # What the step wrapper records for the learning-rate scheduler, which warns otherwise.
+        optimizer._opt_called = True  # type: ignore[attr-defined]
+
+    return update
+
+
+def _plain_sgd(optimizer: torch.optim.Optimizer) -> Update | None:
     if isinstance(optimizer, LectureSGD):
         return optimizer.update
     if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
