@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+from omegaconf import OmegaConf
 
 from makemore_lab.dynamics import OutputCapture
 from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
@@ -24,6 +26,7 @@ from makemore_lab.stacked_steps import (
     job_losses,
     train_chunk,
 )
+from makemore_lab.stacked_train import build_group
 from makemore_lab.train import train
 
 STEPS, CHUNK = 30, 5
@@ -137,3 +140,17 @@ def test_a_diverging_job_is_frozen_and_the_others_train_on(make_cfg, tmp_path: P
 def test_only_networks_of_the_same_shapes_stack() -> None:
     with pytest.raises(ValueError, match="same layers and shapes"):
         StackedMLP.from_networks([MLP(11, batchnorm=True), MLP(11, batchnorm=False)])
+
+
+def test_groups_side_by_side_draw_no_live_display(make_cfg, tmp_path: Path) -> None:
+    # Two processes redrawing rich bars on one terminal garble each other's lines.
+    cfgs = [
+        make_cfg(f"init.gain={gain}", "logger=csv", f"run_dir={tmp_path / gain}", fast=False)
+        for gain in ("1", "3")
+    ]  # the default display: the rich bar and the model table
+    cfgs = [OmegaConf.create(OmegaConf.to_container(c, resolve=True)) for c in cfgs]
+    for live in (True, False):
+        trainer = build_group(cfgs, tmp_path / f"group_{live}", live_display=live).trainer
+        assert any(isinstance(c, ProgressBar) for c in trainer.callbacks) is live
+        assert (trainer.progress_bar_callback is not None) is live
+        assert any(isinstance(c, ModelSummary) for c in trainer.callbacks) is live

@@ -118,9 +118,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
         configs.append(cfg)
     groups = group_jobs(configs)
     describe(groups, configs)
-    tasks = [group_task(launcher, [configs[i] for i in group], sweep_dir) for group in groups]
     n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else (os.cpu_count() or 1)
-    if n_jobs > 1 and len(tasks) > 1:
+    side_by_side = n_jobs > 1 and len(groups) > 1
+    tasks = [
+        group_task(launcher, [configs[i] for i in group], sweep_dir, not side_by_side)
+        for group in groups
+    ]
+    if side_by_side:
         results = run_parallel(tasks, n_jobs)  # groups side by side, one process each
     else:
         results = []
@@ -135,10 +139,12 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     return [returns[i] for i in range(len(configs))]
 
 
-def group_task(launcher: Any, configs: list[DictConfig], sweep_dir: Path) -> Task:
+def group_task(
+    launcher: Any, configs: list[DictConfig], sweep_dir: Path, live_display: bool
+) -> Task:
     """What runs one group: stacked if its jobs stack, else each job as the basic launcher."""
     if len(configs) > 1 and group_key(configs[0]) is not None:
-        return partial(run_group, launcher, configs, sweep_dir)
+        return partial(run_group, launcher, configs, sweep_dir, live_display)
     return partial(run_alone, launcher, configs)
 
 
@@ -174,7 +180,9 @@ def run_alone(launcher: Any, configs: list[DictConfig]) -> list[JobReturn]:
     return [run_in_job_dir(launcher, cfg, launcher.task_function) for cfg in configs]
 
 
-def run_group(launcher: Any, configs: list[DictConfig], sweep_dir: Path) -> list[JobReturn]:
+def run_group(
+    launcher: Any, configs: list[DictConfig], sweep_dir: Path, live_display: bool = True
+) -> list[JobReturn]:
     """One stacking group: each job prepared in its directory, then all trained as one."""
     returns = [run_in_job_dir(launcher, cfg, prepare) for cfg in configs]
     prepared = [ret.return_value for ret in returns]
@@ -184,14 +192,18 @@ def run_group(launcher: Any, configs: list[DictConfig], sweep_dir: Path) -> list
         nums = "_".join(str(configs[i].hydra.job.num) for i in ready)
         group_dir = sweep_dir / "stacked" / f"jobs_{nums}"
         cfgs = [prepared[i].cfg for i in ready]
-        values |= train_ready(cfgs, ready, group_dir, configs[ready[0]])
+        values |= train_ready(cfgs, ready, group_dir, configs[ready[0]], live_display)
     for i, ret in enumerate(returns):
         ret.status, ret.return_value = JobStatus.COMPLETED, values.get(i, float("nan"))
     return returns
 
 
 def train_ready(
-    cfgs: list[DictConfig], indices: list[int], group_dir: Path, hydra_cfg: DictConfig
+    cfgs: list[DictConfig],
+    indices: list[int],
+    group_dir: Path,
+    hydra_cfg: DictConfig,
+    live_display: bool = True,
 ) -> dict[int, float]:
     """Train the group; each job's val loss (NaN if it did not complete).
 
@@ -204,7 +216,7 @@ def train_ready(
     quiet_lightning()
     HydraConfig.instance().set_config(hydra_cfg)
     try:
-        metrics = train_group(cfgs, group_dir)
+        metrics = train_group(cfgs, group_dir, live_display)
     except Exception as err:  # recorded for every job of the group, said once; the sweep goes on
         handle_job_error(cfgs[0], err)
         for cfg in cfgs[1:]:

@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from makemore_lab import run_record
@@ -63,15 +64,21 @@ class Group:
         return self.group_dir / "checkpoints" / "last.ckpt"
 
 
-def train_group(cfgs: list[DictConfig], group_dir: Path) -> list[dict[str, Any]]:
-    """Train `cfgs` (one stacking group, configs resolved) together; each job's metrics."""
+def train_group(
+    cfgs: list[DictConfig], group_dir: Path, live_display: bool = True
+) -> list[dict[str, Any]]:
+    """Train `cfgs` (one stacking group, configs resolved) together; each job's metrics.
+
+    `live_display=False` (groups side by side on one terminal): no progress bar or model table,
+    whose redraws would interleave with the other groups' output.
+    """
     started = time.perf_counter()
     for cfg in cfgs:
         start_run_dir(cfg)
     threads = resolve_threads(cfgs[0].get("threads"))
     if threads:
         torch.set_num_threads(threads)
-    group = build_group(cfgs, group_dir)
+    group = build_group(cfgs, group_dir, live_display)
     resume = group.last_checkpoint if cfgs[0].get("resume") else None
     if resume is not None and not resume.is_file():
         resume = None
@@ -85,7 +92,7 @@ def train_group(cfgs: list[DictConfig], group_dir: Path) -> list[dict[str, Any]]
     ]
 
 
-def build_group(cfgs: list[DictConfig], group_dir: Path) -> Group:
+def build_group(cfgs: list[DictConfig], group_dir: Path, live_display: bool = True) -> Group:
     """Each job's network from its own generator, stacked; the group's data, module, trainer."""
     generators = [torch.Generator().manual_seed(cfg.seed) for cfg in cfgs]
     data = OmegaConf.to_container(cfgs[0].data, resolve=True)
@@ -104,11 +111,17 @@ def build_group(cfgs: list[DictConfig], group_dir: Path) -> Group:
     lecture = instantiate(cfgs[0].optim.optimizer).func is LectureSGD
     module = StackedModule(StackedMLP.from_networks(nets), schedules, lecture, loggers)
     on_interrupt = SaveOnInterrupt(group_dir / "checkpoints" / "last.ckpt")
+    callbacks = group_callbacks(cfgs, group_dir, loggers)
+    display = {}
+    if not live_display:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        display = {"enable_progress_bar": False, "enable_model_summary": False}
     trainer = instantiate(
         cfgs[0].trainer,
         **batch_cadences(cfgs[0]),
+        **display,
         logger=False,
-        callbacks=[*group_callbacks(cfgs, group_dir, loggers), on_interrupt],
+        callbacks=[*callbacks, on_interrupt],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(group_dir),
     )
