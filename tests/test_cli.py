@@ -120,9 +120,10 @@ def test_a_run_never_overwrites_an_earlier_run(names_file: Path, tmp_path: Path)
     run = tmp_path / "run"
     args = ["train.py", *on_file(names_file), *FAST]
     assert run_cli(*args, f"hydra.run.dir={run}").returncode == 0
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".hydra" not in p.parts}
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert (run / ".hydra" / "overrides.yaml").is_file()  # written by the run, not before it
     again = run_cli(*args, "seed=1", f"hydra.run.dir={run}")
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert f"run_dir={run} already holds a run" in again.stderr
-    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and ".hydra" not in p.parts}
-    assert after == before  # the first run's outputs, untouched
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # the first run's outputs, Hydra's .hydra/ included, untouched

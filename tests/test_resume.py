@@ -214,7 +214,8 @@ def test_a_checkpoint_of_another_network_is_refused_naming_the_difference(
     )
     assert result.returncode == 2
     message = result.stderr.split("makemore-lab: error: ")[1]
-    assert "model.n_hidden=64 there, 100 here" in message and "Traceback" not in result.stderr
+    assert "model.n_hidden=100 here, 64 in the checkpoint" in message
+    assert "Traceback" not in result.stderr
 
 
 def test_a_corrupted_or_missing_checkpoint_is_refused(

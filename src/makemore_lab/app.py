@@ -22,7 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from makemore_lab import run_record
+from makemore_lab import run_claim, run_record
 from makemore_lab.config_checks import check_config, check_launcher
 from makemore_lab.errors import RunInterrupted, UserError
 
@@ -91,7 +91,12 @@ def handle_job_error(cfg: DictConfig, err: Exception) -> float:
     signal stops a sweep too, not just its job.
     """
     user_error = find_user_error(err)
-    run_record.write_failed(cfg.run_dir, err)  # the table shows it as failed
+    run_dir = Path(cfg.run_dir)
+    if run_claim.may_record(run_dir):  # never into another run's directory
+        if not (run_dir / ".hydra").is_dir():
+            run_claim.write_hydra_record(cfg, run_dir)  # the table labels the job by it
+        run_record.write_failed(run_dir, err)  # the table shows it as failed
+        run_claim.release(run_dir)
     if user_error is not None:
         print(f"\nmakemore-lab: error: {user_error}\n", file=sys.stderr)
     if isinstance(user_error, RunInterrupted):

@@ -14,10 +14,10 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from makemore_lab import run_record
-from makemore_lab.checkpointing import last_checkpoint
+from makemore_lab.checkpointing import last_checkpoint, read_checkpoint
 from makemore_lab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ def finished_run(cfg: DictConfig) -> dict[str, Any] | None:
     previous = run_record.read(cfg.run_dir)
     status = previous["status"]
     if cfg.get("resume") and status == "completed":
+        if _trains_on(cfg, previous):
+            return None  # a larger trainer.max_steps: go on from its last checkpoint
         log.info("resume=true: %s completed already; nothing to do", cfg.run_dir)
         return previous
     if cfg.get("resume"):
@@ -45,6 +47,81 @@ def finished_run(cfg: DictConfig) -> dict[str, Any] | None:
         f"directory (hydra.run.dir=... for a run, hydra.sweep.dir=... for a sweep) or move the "
         f"old run away first.{hint}"
     )
+
+
+def _trains_on(cfg: DictConfig, previous: dict[str, Any]) -> bool:
+    steps, max_steps = previous.get("steps"), cfg.trainer.get("max_steps", -1)
+    return isinstance(steps, int) and isinstance(max_steps, int) and max_steps > steps
+
+
+# What changes training, compared on resume (dotted keys under these, but the NOT_TRAINING
+# ones: where the data comes from and how it is batched for speed change no number).
+TRAINING = ("model", "init", "optim", "data", "seed")
+NOT_TRAINING = (
+    "data.url",
+    "data.sha256",
+    "data.download",
+    "data.chunk_size",
+    "data.eval_batch_size",
+)
+
+
+def _flat(node: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat |= _flat(value, f"{prefix}.{key}")
+    return flat
+
+
+def training_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The training settings that differ between a checkpoint's config and this run's."""
+
+    def settings(config: dict[str, Any]) -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for group in TRAINING:
+            flat |= _flat(config.get(group), group)
+        return flat
+
+    a, b = settings(old), settings(new)
+    keys = sorted((a.keys() | b.keys()) - set(NOT_TRAINING))
+    return [
+        f"{k}={b.get(k)!r} here, {a.get(k)!r} in the checkpoint"
+        for k in keys
+        if a.get(k) != b.get(k)
+    ]
+
+
+def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
+    """Refuse, before anything is written, a resume whose checkpoint trained with other
+    settings or past `trainer.max_steps`. Returns the checkpoint read (None: a new run)."""
+    path = checkpoint_to_resume(cfg)
+    if path is None:
+        return None
+    ckpt = read_checkpoint(path)
+    config = (ckpt.get("hyper_parameters") or {}).get("config") or {}
+    changed = training_changes(config, OmegaConf.to_container(cfg, resolve=True))
+    # A value that follows another (optim.optimizer.lr: ${optim.lr}) is named by that one.
+    written = _flat(OmegaConf.to_container(cfg, resolve=False), "")
+    changed = [
+        c for c in changed if not str(written.get("." + c.split("=")[0], "")).startswith("${")
+    ]
+    if changed:
+        raise UserError(
+            f"The checkpoint {path} was trained with other settings than this run asks for: "
+            f"{'; '.join(changed)}. Resuming would silently train on with the checkpoint's "
+            f"optimizer state and schedule. Resume with the checkpoint's settings (its run's "
+            f"config.yaml), or start a new run (without resume/ckpt_path) to train with these."
+        )
+    step, max_steps = int(ckpt.get("global_step", 0)), cfg.trainer.max_steps
+    if 0 <= max_steps < step:
+        raise UserError(
+            f"Nothing to train: the checkpoint {path} is at step {step}, past "
+            f"trainer.max_steps={max_steps}. Set trainer.max_steps={step} or more to train on "
+            f"(makemore-sample {path} samples from it as it is)."
+        )
+    return ckpt
 
 
 def checkpoint_to_resume(cfg: DictConfig) -> Path | None:

@@ -32,7 +32,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from makemore_lab import run_record
+from makemore_lab import run_claim, run_record
 from makemore_lab.config_checks import check_config
 from makemore_lab.group_processes import Task, run_parallel
 from makemore_lab.resume import finished_run
@@ -95,6 +95,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     try:
         check_config(cfg)
         finished = finished_run(cfg)
+        if finished is None:
+            run_claim.claim(Path(cfg.run_dir), bool(cfg.get("resume")))  # or refuse
+            run_claim.write_hydra_record(cfg, Path(cfg.run_dir))  # this job's Hydra context
         resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         return Prepared(resolved, finished)
     except Exception as err:
@@ -192,7 +195,11 @@ def run_group(
         nums = "_".join(str(configs[i].hydra.job.num) for i in ready)
         group_dir = sweep_dir / "stacked" / f"jobs_{nums}"
         cfgs = [prepared[i].cfg for i in ready]
-        values |= train_ready(cfgs, ready, group_dir, configs[ready[0]], live_display)
+        try:
+            values |= train_ready(cfgs, ready, group_dir, configs[ready[0]], live_display)
+        finally:  # every job has recorded how it ended
+            for cfg in cfgs:
+                run_claim.release(Path(cfg.run_dir))
     for i, ret in enumerate(returns):
         ret.status, ret.return_value = JobStatus.COMPLETED, values.get(i, float("nan"))
     return returns

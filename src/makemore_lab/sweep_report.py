@@ -19,7 +19,7 @@ from makemore_lab import run_record
 
 def job_statuses(sweep_dir: Path) -> dict[str, str]:
     """Each job directory's status from its metrics.json ('unfinished' when it has none)."""
-    jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
+    jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir() or run_record.exists(p))
     return {job.name: run_record.status(job) for job in jobs}
 
 

@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from makemore_lab import run_record
+from makemore_lab import run_claim, run_record
 from makemore_lab.checkpointing import (
     AtomicCheckpointIO,
     SaveOnInterrupt,
@@ -37,7 +37,12 @@ from makemore_lab.config_checks import check_config, step_cadences
 from makemore_lab.data import NamesDataModule, Vocab
 from makemore_lab.errors import RunInterrupted, TrainingDiverged
 from makemore_lab.lightning_module import MakemoreModule, split_loss
-from makemore_lab.resume import checkpoint_to_resume, finished_run, resume_command
+from makemore_lab.resume import (
+    check_resume,
+    checkpoint_to_resume,
+    finished_run,
+    resume_command,
+)
 from makemore_lab.run_summary import end_summary, start_summary
 from makemore_lab.sampling import sample_names
 
@@ -71,8 +76,13 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     finished = finished_run(cfg)  # before anything is written there
     if finished is not None:
         return finished
+    run_dir, resume = Path(cfg.run_dir), bool(cfg.get("resume"))
+    run_claim.check(run_dir, resume)  # another run's directory: refused, before any write
+    ckpt = check_resume(cfg)  # another run's settings: refused, still before any write
+    run_claim.claim(run_dir, resume)
+    run_claim.write_hydra_record(cfg, run_dir)
     start_run_dir(cfg)
-    run = build(cfg, extra_callbacks)
+    run = build(cfg, extra_callbacks, ckpt)
     fit_seconds = fit(run)
     net, steps = run.module.net, run.trainer.global_step
     losses = evaluate(net, run.datamodule, run.trainer.loggers, steps)
@@ -86,6 +96,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         wall_seconds=time.perf_counter() - started,
     )
     finish(run.cfg, net, run.datamodule.vocab, metrics)
+    run_claim.release(run_dir)  # on an error, the caller records it first (app.handle_job_error)
     return metrics
 
 
@@ -110,8 +121,11 @@ def start_run_dir(cfg: DictConfig) -> None:
         torch.set_num_threads(threads)
 
 
-def build(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> Run:
-    """Data, network, LightningModule and Trainer from the config; the checkpoint to resume."""
+def build(
+    cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), ckpt: dict[str, Any] | None = None
+) -> Run:
+    """Data, network, LightningModule and Trainer from the config; the checkpoint to resume
+    (`ckpt`: it, read already)."""
     # One generator draws the weights (embedding first, in layer order) and then every batch's
     # indices: the lecture's random stream, which makes its numbers reproducible to the digit.
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -137,7 +151,7 @@ def build(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> Run:
     ckpt_path = checkpoint_to_resume(cfg)
     first_step = 0
     if ckpt_path is not None:  # a foreign or damaged checkpoint stops us before training
-        ckpt = read_checkpoint(ckpt_path)
+        ckpt = ckpt if ckpt is not None else read_checkpoint(ckpt_path)
         check_resumable(
             ckpt, ckpt_path, config["model"], module.state_dict(), datamodule.vocab.chars
         )
