@@ -8,6 +8,7 @@ multirun job directories, and turns a UserError into one paragraph and exit stat
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import traceback
@@ -126,6 +127,33 @@ def launcher_of(argv: list[str]) -> DictConfig | None:
     return cfg.hydra.launcher
 
 
+def check_output_dir(argv: list[str]) -> None:
+    """Refuse an output directory that cannot be created (a file in its path, no write
+    permission) before Hydra tries to create it, which it reports as a traceback."""
+    chosen = [a for a in argv[1:] if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=chosen, return_hydra_config=True)
+        multirun = bool({"-m", "--multirun"} & set(argv))
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        wanted = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+    except Exception:  # a malformed override: Hydra itself reports it in a moment
+        return
+    existing = wanted
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(
+            f"{key}={wanted} cannot be created: {existing} is a file, not a directory. Choose "
+            f"another directory ({key}=...)."
+        )
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{key}={wanted} cannot be written: {existing} is not writable for this user. "
+            f"Choose a directory you can write to ({key}=...)."
+        )
+
+
 def _not_an_advert(record: logging.LogRecord) -> bool:
     return "litlogger" not in record.getMessage()
 
@@ -152,6 +180,7 @@ def main() -> None:
     """Console entry point (`python train.py ...`, `makemore-train ...`)."""
     try:  # before Hydra starts the launcher, whose own errors are tracebacks
         check_launcher(launcher_of(sys.argv))
+        check_output_dir(sys.argv)
     except UserError as err:
         print(f"\nmakemore-lab: error: {err}\n", file=sys.stderr)
         sys.exit(2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from makemore_lab.errors import UserError
 from makemore_lab.gains import parse_gain
@@ -38,9 +38,29 @@ def gain(value: Any) -> str | None:
     return None
 
 
+SEED = integer(0, 2**63 - 1)  # torch.Generator.manual_seed's range, without negatives
+
+
+def devices(value: Any) -> str | None:
+    """trainer.devices: Lightning's forms, but 0 (which no accelerator accepts)."""
+    if (is_int(value) and value >= 1) or value == "auto" or isinstance(value, ListConfig | list):
+        return None
+    return 'a positive integer, "auto", or a list of device indices'
+
+
+def max_epochs(value: Any) -> str | None:
+    ok = is_int(value) and (value == -1 or value >= 1)
+    return None if ok else "-1 (the default: trainer.max_steps ends training) or a positive integer"
+
+
+def open_unit(value: Any) -> str | None:
+    ok = (is_int(value) or isinstance(value, float)) and 0 < value < 1
+    return None if ok else "a number strictly between 0 and 1 (tanh lives in (-1, 1))"
+
+
 # key -> check; a key absent from the config (a callback turned off) is skipped.
 CHECKS: dict[str, Check] = {
-    "seed": integer(0),
+    "seed": SEED,
     "threads": optional(POSITIVE_INT),
     "compile": boolean,
     "resume": boolean,
@@ -60,6 +80,8 @@ CHECKS: dict[str, Check] = {
     "optim.decay_step": integer(0),
     "optim.decay_gamma": POSITIVE,
     "trainer.max_steps": POSITIVE_INT,
+    "trainer.max_epochs": max_epochs,
+    "trainer.devices": devices,
     "trainer.log_every_n_steps": POSITIVE_INT,
     "trainer.val_check_interval": POSITIVE_INT,
     "callbacks.model_checkpoint.every_n_train_steps": POSITIVE_INT,
@@ -68,7 +90,8 @@ CHECKS: dict[str, Check] = {
     "callbacks.dynamics.histograms": boolean,
     "callbacks.dynamics.figures": boolean,
     "samples.count": integer(0),
-    "samples.seed": integer(0),
+    "samples.seed": SEED,
+    "callbacks.dynamics.saturation_threshold": open_unit,
 }
 
 # Options of the launchers in conf/hydra/launcher/, checked before the first job starts.
@@ -95,6 +118,46 @@ def check_config(cfg: DictConfig) -> None:
         if form:
             raise invalid(key, value, form)
     check_cadences(cfg)
+    check_block_size(cfg)
+    check_batchnorm_batch(cfg)
+
+
+def check_batchnorm_batch(cfg: DictConfig) -> None:
+    """BatchNorm's batch statistics need two examples (the variance of one is 0/0, NaN)."""
+    uses_bn = cfg.model.get("batchnorm") or cfg.model.get("output_batchnorm")
+    if uses_bn and cfg.data.get("batch_size") == 1:
+        raise UserError(
+            "data.batch_size=1 with BatchNorm (model.batchnorm or model.output_batchnorm): it normalises each "
+            "unit over the minibatch, and the variance of one example is 0/0, so the first "
+            "loss would be NaN. Use data.batch_size=2 or more, or model.batchnorm=false."
+        )
+
+
+def check_device(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one (Lightning's own error is a traceback). Imports
+    torch, so it runs where training does, not with the quick checks above."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator} asks for a CUDA GPU, and torch sees none on this "
+            f"machine (torch.cuda.is_available() is False; torch {torch.__version__}). Use "
+            f"trainer=cpu, or trainer=auto to take a GPU when there is one."
+        )
+
+
+def check_block_size(cfg: DictConfig) -> None:
+    """The data's context length is the model's input width: the two must agree."""
+    data, model = cfg.data.get("block_size"), cfg.model.get("block_size")
+    if is_int(data) and is_int(model) and data != model:
+        raise UserError(
+            f"data.block_size={data} but model.block_size={model}: the network reads contexts "
+            f"of model.block_size characters. Set model.block_size={data} (data.block_size "
+            f"follows it by default), or leave data.block_size unset."
+        )
 
 
 def step_cadences(cfg: DictConfig) -> dict[str, Any]:

@@ -67,13 +67,24 @@ def download_file(path: str | Path, url: str, sha256: str | None = None) -> Path
 def read_words(path: str | Path) -> list[str]:
     """One name per line; blank lines are skipped. Errors name the file and what is wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(
+            f"data.path={path} is a directory. Set data.path to a names file in it (one name "
+            f"per line), e.g. data.path={path / 'names.txt'}."
+        )
     if not path.is_file():
         raise UserError(
             f"The data file {path} does not exist. Set data.path to a names file "
             f"(one name per line), or set data.download=true to fetch the default."
         )
     try:
-        text = path.read_bytes().decode("utf-8")
+        # utf-8-sig: a byte-order mark some editors write is not a character of the first name
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as err:
+        raise UserError(
+            f"The data file {path} cannot be read ({err.strerror}). Check its permissions, "
+            f"or set data.path to a names file you can read."
+        ) from None
     except UnicodeDecodeError as err:
         raise UserError(
             f"The data file {path} is not UTF-8 text ({err}). It should hold one "
@@ -145,6 +156,9 @@ def build_dataset(
     return torch.tensor(xs, dtype=torch.long).view(-1, block_size), torch.tensor(
         ys, dtype=torch.long
     )
+
+
+SPLITS = ("train", "val", "test")
 
 
 def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str], list[str]]:
@@ -253,9 +267,15 @@ class NamesDataModule(L.LightningDataModule):
         if not self.splits:
             words = read_words(self.path)
             self.vocab = Vocab.from_words(words)
-            for name, part in zip(
-                ("train", "val", "test"), split_words(words, self.split_seed), strict=True
-            ):
+            parts = split_words(words, self.split_seed)
+            if not all(parts):
+                sizes = ", ".join(f"{n} {len(p)}" for n, p in zip(SPLITS, parts, strict=True))
+                raise UserError(
+                    f"The data file {self.path} holds {len(words)} name(s): the lecture's "
+                    f"80/10/10 split leaves a split empty ({sizes}), and a run trains on one "
+                    f"split and reports the loss of each. Use a file of at least 10 names."
+                )
+            for name, part in zip(SPLITS, parts, strict=True):
                 self.splits[name] = build_dataset(part, self.vocab, self.block_size)
         device = (
             self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

@@ -14,7 +14,14 @@ class UserError(Exception):
 class TrainingDiverged(UserError):
     """The minibatch loss became NaN or infinite: training stops at the end of that chunk."""
 
-    def __init__(self, step: int, loss: float, last_finite: float | None, hint: str) -> None:
+    def __init__(
+        self,
+        step: int,
+        loss: float,
+        last_finite: float | None,
+        hint: str,
+        cause: str = "The updates grew too large for this network;",
+    ) -> None:
         self.step, self.loss, self.last_finite = step, loss, last_finite
         before = (
             f"the last finite one was {last_finite:.4f}, at step {step - 1}"
@@ -23,7 +30,7 @@ class TrainingDiverged(UserError):
         )
         super().__init__(
             f"training diverged at step {step}: the minibatch loss was {loss} ({before}). "
-            f"The updates grew too large for this network; {hint} The run stopped there and "
+            f"{cause} {hint} The run stopped there and "
             f"its metrics.json says status: diverged."
         )
 

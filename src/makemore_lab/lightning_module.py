@@ -32,6 +32,26 @@ def split_loss(net: nn.Module, batches: Iterable[Batch]) -> float:
     return total / count
 
 
+def first_loss_hint(config: dict[str, Any]) -> tuple[str, str]:
+    """(hint, cause) for a loss that is not finite at step 0, before any update."""
+    cause = "No update had happened yet, so the learning rate is not the cause:"
+    batch = (config.get("data") or {}).get("batch_size")
+    model = config.get("model") or {}
+    if (model.get("batchnorm") or model.get("output_batchnorm")) and batch == 1:
+        hint = (
+            "BatchNorm normalises each unit over the minibatch, and the variance of "
+            "data.batch_size=1 example is 0/0. Use data.batch_size=2 or more, or "
+            "model.batchnorm=false."
+        )
+    else:
+        gain = (config.get("init") or {}).get("gain")
+        hint = (
+            f"the initialization (it is init.gain={gain}) or the data make the first forward "
+            f"pass overflow. Try a smaller init.gain, or the defaults of init/."
+        )
+    return hint, cause
+
+
 def lean_steps(trainer: L.Trainer) -> Any:
     """Lightning's count of optimizer steps, when a step may bypass Lightning's wrappers.
 
@@ -158,10 +178,13 @@ class MakemoreModule(L.LightningModule):
             return
         last = values[bad - 1] if bad > 0 else self._last_loss
         config = self.hparams.get("config") or {}
+        if first + bad == 0:  # the loss before any update: not the learning rate's doing
+            raise TrainingDiverged(0, values[0], None, *first_loss_hint(config))
         lr = (config.get("optim") or {}).get("lr")
         gain = (config.get("init") or {}).get("gain")
         hint = (
-            f"try a smaller learning rate (optim.lr={lr}) or initialization gain (init.gain={gain})"
+            f"try a smaller learning rate (it is optim.lr={lr}) or initialization gain (it is "
+            f"init.gain={gain})"
         )
         if not (config.get("model") or {}).get("batchnorm", True):
             hint += ", or BatchNorm (model.batchnorm=true)"

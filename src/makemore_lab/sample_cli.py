@@ -8,8 +8,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from makemore_lab.errors import UserError
+
+
+def ranged(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`, else argparse's one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low} to {high}")
+        return value
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,9 +38,14 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "checkpoint", help="a .ckpt file, or a run directory holding checkpoints/last.ckpt"
     )
-    parser.add_argument("--count", type=int, default=20, help="how many names (default 20)")
     parser.add_argument(
-        "--seed", type=int, default=2147483647 + 10, help="sampling seed (the lecture's)"
+        "--count", type=ranged(1, 10**6), default=20, help="how many names (default 20)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=ranged(0, 2**63 - 1),
+        default=2147483647 + 10,
+        help="sampling seed (the lecture's)",
     )
     parser.add_argument("--prefix", default="", help="start every name with these characters")
     return parser

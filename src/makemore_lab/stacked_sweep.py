@@ -33,7 +33,7 @@ from hydra.core.utils import (
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from makemore_lab import run_claim, run_record
-from makemore_lab.config_checks import check_config
+from makemore_lab.config_checks import check_config, check_device
 from makemore_lab.group_processes import Task, run_parallel
 from makemore_lab.resume import finished_run
 
@@ -94,6 +94,7 @@ def prepare(cfg: DictConfig) -> Prepared:
 
     try:
         check_config(cfg)
+        check_device(cfg)
         finished = finished_run(cfg)
         if finished is None:
             run_claim.claim(Path(cfg.run_dir), bool(cfg.get("resume")))  # or refuse

@@ -33,7 +33,7 @@ from makemore_lab.checkpointing import (
     last_checkpoint,
     read_checkpoint,
 )
-from makemore_lab.config_checks import check_config, step_cadences
+from makemore_lab.config_checks import check_config, check_device, step_cadences
 from makemore_lab.data import NamesDataModule, Vocab
 from makemore_lab.errors import RunInterrupted, TrainingDiverged
 from makemore_lab.lightning_module import MakemoreModule, split_loss
@@ -73,6 +73,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
     """
     started = time.perf_counter()
     check_config(cfg)
+    check_device(cfg)
     finished = finished_run(cfg)  # before anything is written there
     if finished is not None:
         return finished

@@ -21,10 +21,17 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def integer(low: int | None = None) -> Check:
+def integer(low: int | None = None, high: int | None = None) -> Check:
     names = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}
     form = names.get(low, f"an integer >= {low}")
-    return lambda v: None if is_int(v) and (low is None or v >= low) else form
+    if high is not None:
+        form = f"an integer from {low} to {high}"
+
+    def check(v: Any) -> str | None:
+        ok = is_int(v) and (low is None or v >= low) and (high is None or v <= high)
+        return None if ok else form
+
+    return check
 
 
 def number(low: float = -math.inf, high: float = math.inf, open_low: bool = False) -> Check:
