@@ -127,9 +127,9 @@ def check_batchnorm_batch(cfg: DictConfig) -> None:
     uses_bn = cfg.model.get("batchnorm") or cfg.model.get("output_batchnorm")
     if uses_bn and cfg.data.get("batch_size") == 1:
         raise UserError(
-            "data.batch_size=1 with BatchNorm (model.batchnorm or model.output_batchnorm): it normalises each "
-            "unit over the minibatch, and the variance of one example is 0/0, so the first "
-            "loss would be NaN. Use data.batch_size=2 or more, or model.batchnorm=false."
+            "data.batch_size=1 with BatchNorm (model.batchnorm or model.output_batchnorm): it "
+            "normalises each unit over the minibatch, and the variance of one example is 0/0, "
+            "so the first loss would be NaN. Use data.batch_size=2 or more, or no BatchNorm."
         )
 
 
