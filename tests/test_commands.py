@@ -104,3 +104,12 @@ def test_a_wheel_carries_the_configs_and_an_install_of_it_composes_them(tmp_path
     composed = run(sys.executable, "-c", COMPOSE, site, cwd=elsewhere, env=env)
     assert composed.returncode == 0, composed.stderr[-3000:]
     assert f"composed from {site.resolve()}" in composed.stdout
+
+
+@pytest.mark.parametrize("option", ["--count=-5", "--count=0", "--seed=9223372036854775808"])
+def test_sample_refuses_a_count_or_seed_out_of_range(option: str, tmp_path: Path) -> None:
+    from makemore_lab.sample_cli import parser
+
+    with pytest.raises(SystemExit) as raised:
+        parser().parse_args([str(tmp_path), option])
+    assert raised.value.code == 2  # argparse's one-line error, before any checkpoint is read

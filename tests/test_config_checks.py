@@ -61,10 +61,17 @@ CONFIG_CASES = [
     ("init.gain=5/3+", r"init.gain='5/3\+' is not a valid gain"),
     ("init.gain=abc", "init.gain='abc' is not a valid gain"),
     ("init.gain=5/0", "is not a valid gain.*divides by zero"),
-    ("seed=-1", "seed=-1 is not valid: it must be a non-negative integer"),
+    ("seed=-1", "seed=-1 is not valid: it must be an integer from 0 to"),
     ("threads=0", "threads=0 is not valid: it must be null or a positive integer"),
     ("resume=maybe", "resume='maybe' is not valid: it must be true or false"),
     ("samples.count=-1", "samples.count=-1"),
+    ("seed=9223372036854775808", "seed=9223372036854775808 .* from 0 to 9223372036854775807"),
+    ("samples.seed=9223372036854775808", "samples.seed=9223372036854775808 is not valid"),
+    ("trainer.max_epochs=0", r"trainer.max_epochs=0 .* -1 \(the default"),
+    ("trainer.devices=0", "trainer.devices=0 .* a positive integer"),
+    ("data.block_size=5", "data.block_size=5 but model.block_size=3"),
+    ("callbacks.dynamics.saturation_threshold='0.9'", "threshold='0.9' .* strictly between"),
+    ("data.batch_size=1", "data.batch_size=1 with BatchNorm"),
 ]
 
 # Values our own classes refuse when `train` builds them (data, network, init, callbacks).
@@ -82,6 +89,8 @@ BUILD_CASES = [
 BAD_FILES = [
     ("binary.txt", b"\x00\x01\x02names\x00", "looks binary"),
     ("empty.txt", b"\n\n", "holds no names"),
+    ("five.txt", b"emma\nava\nmia\nzoe\nkai\n", r"holds 5 name\(s\).*leaves a split empty"),
+    ("one_long_line.txt", b"a" * 1_000_000, r"holds 1 name\(s\)"),
 ]
 
 
@@ -188,3 +197,50 @@ def test_every_default_config_passes_and_each_checked_key_exists(make_cfg) -> No
     check_config(cfg)
     missing = [k for k in CHECKS if OmegaConf.select(cfg, k, default="<absent>") == "<absent>"]
     assert missing == []
+
+
+def test_a_directory_as_data_path_is_named_as_one(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(data=tmp_path)
+    assert "is a directory" in user_error_of(lambda: train(cfg))
+
+
+def test_a_gpu_trainer_without_a_gpu_is_refused_before_training(make_cfg) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = make_cfg("trainer=gpu")
+    assert "torch sees none on this machine" in user_error_of(lambda: train(cfg))
+    assert_nothing_trained(cfg.run_dir)
+
+
+def test_a_loss_that_is_nan_before_any_update_is_not_blamed_on_the_learning_rate(
+    make_cfg,
+) -> None:
+    message = user_error_of(lambda: train(make_cfg("init.gain=1e300")))
+    assert "diverged at step 0" in message and "learning rate is not the cause" in message
+    assert "init.gain=1e+300" in message and "smaller learning rate" not in message
+
+
+def test_a_finite_blow_up_is_recorded_diverged_not_completed(make_cfg) -> None:
+    metrics = train(make_cfg("optim.lr=1e10", "model.batchnorm=true"))
+    assert metrics["status"] == "diverged"
+    assert metrics["train_loss"] > metrics["step0_loss"]
+
+
+def test_an_output_dir_that_cannot_be_created_is_one_paragraph(
+    names_file: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = run_cli("train.py", *on_file(names_file), *FAST, f"hydra.run.dir={blocker}/run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{blocker} is a file, not a directory" in result.stderr
+
+
+def test_an_unwritable_output_dir_is_refused(monkeypatch, tmp_path: Path) -> None:
+    from makemore_lab import app
+
+    monkeypatch.setattr(app.os, "access", lambda path, mode: False)  # as a non-root user sees it
+    with pytest.raises(UserError, match="is not writable for this user"):
+        app.check_output_dir(["train.py", f"hydra.run.dir={tmp_path / 'run'}"])

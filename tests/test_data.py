@@ -150,3 +150,9 @@ def test_a_missing_file_without_download_says_how_to_fix_it(tmp_path: Path) -> N
 def test_non_positive_data_sizes_are_rejected(key: str) -> None:
     with pytest.raises(UserError, match=rf"data\.{key}=0"):
         NamesDataModule(**{key: 0})
+
+
+def test_a_byte_order_mark_is_not_a_character_of_the_first_name(tmp_path: Path) -> None:
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeffemma\nava\n".encode())
+    assert read_words(path) == ["emma", "ava"]

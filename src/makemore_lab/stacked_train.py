@@ -185,7 +185,16 @@ def write_job(
     steps = group.trainer.global_step
     losses = evaluate(net, group.datamodule, module.job_loggers[job], steps)
     step0 = module.step0_losses[job] if module.step0_losses else None
-    metrics = record(Path(cfg.run_dir), step0, losses, steps, first_step, fit_seconds, wall_seconds)
+    metrics = record(
+        Path(cfg.run_dir),
+        step0,
+        losses,
+        steps,
+        first_step,
+        fit_seconds,
+        wall_seconds,
+        vocab_size=group.datamodule.vocab.size,
+    )
     metrics["stacked_group"] = {"dir": str(group.group_dir), "jobs": len(group.cfgs), "index": job}
     if group_ckpt is not None:
         solo = solo_checkpoint(group_ckpt, job, cfg, group)

@@ -95,6 +95,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         first_step=run.first_step if run.ckpt_path is not None else None,
         fit_seconds=fit_seconds,
         wall_seconds=time.perf_counter() - started,
+        vocab_size=run.datamodule.vocab.size,
     )
     finish(run.cfg, net, run.datamodule.vocab, metrics)
     run_claim.release(run_dir)  # on an error, the caller records it first (app.handle_job_error)
@@ -221,16 +222,31 @@ def record(
     first_step: int | None,
     fit_seconds: float,
     wall_seconds: float,
+    vocab_size: int | None = None,
 ) -> dict[str, Any]:
     """A trained run's metrics.json contents: status, losses, steps and speed.
 
     `first_step` is the step a resumed run started from (None: it started at step 0).
+    `diverged` also covers a finite blow-up: a final train loss above both the loss before
+    training and a uniform guess over the vocabulary (log `vocab_size`) did not train.
     """
     diverged = not all(math.isfinite(v) for v in losses.values())
     if diverged:
         log.warning(
             "the losses are not finite: the run diverged (try a smaller optim.lr or init.gain)"
         )
+    elif step0_loss is not None and vocab_size:
+        worse = max(step0_loss, math.log(vocab_size))
+        if losses["train_loss"] > worse:
+            diverged = True
+            log.warning(
+                "the final train loss %.4g is above the loss before training (%.4g) and a "
+                "uniform guess (%.4g): the run diverged without overflowing (try a smaller "
+                "optim.lr or init.gain)",
+                losses["train_loss"],
+                step0_loss,
+                math.log(vocab_size),
+            )
     trained = steps - (first_step or 0)
     return {
         "status": "diverged" if diverged else "completed",
