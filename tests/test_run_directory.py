@@ -15,7 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from omegaconf import OmegaConf
+
 from conftest import FAST, on_file, run_cli
+from makemore_lab.errors import UserError
+from makemore_lab.resume import check_stacked_resume
 from makemore_lab.run_claim import LOCK, _process_start
 
 
@@ -115,3 +120,13 @@ def test_max_steps_may_grow_on_resume_but_not_fall_below_the_checkpoint(
     )
     assert shorter.returncode == 2
     assert "Nothing to train" in shorter.stderr and "trainer.max_steps=30 or more" in shorter.stderr
+
+
+def test_a_stacked_job_resumed_with_other_settings_is_refused(make_cfg, tmp_path: Path) -> None:
+    # A stacked group's checkpoint holds no per-job config: the job's config.yaml is compared.
+    run = tmp_path / "job"
+    run.mkdir()
+    OmegaConf.save(make_cfg(f"run_dir={run}"), run / "config.yaml", resolve=True)
+    check_stacked_resume(make_cfg(f"run_dir={run}", "resume=true"))  # the same: goes on
+    with pytest.raises(UserError, match=r"optim\.lr=0\.5 here, 0\.1 in the checkpoint"):
+        check_stacked_resume(make_cfg(f"run_dir={run}", "resume=true", "optim.lr=0.5"))

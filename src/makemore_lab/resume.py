@@ -93,15 +93,10 @@ def training_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
-def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
-    """Refuse, before anything is written, a resume whose checkpoint trained with other
-    settings or past `trainer.max_steps`. Returns the checkpoint read (None: a new run)."""
-    path = checkpoint_to_resume(cfg)
-    if path is None:
-        return None
-    ckpt = read_checkpoint(path)
-    config = (ckpt.get("hyper_parameters") or {}).get("config") or {}
-    changed = training_changes(config, OmegaConf.to_container(cfg, resolve=True))
+def refuse_changes(cfg: DictConfig, trained_with: dict[str, Any], source: str) -> None:
+    """Refuse to continue `source` (a checkpoint, a run's config.yaml), whose run trained with
+    `trained_with`, under other training settings, naming each difference."""
+    changed = training_changes(trained_with, OmegaConf.to_container(cfg, resolve=True))
     # A value that follows another (optim.optimizer.lr: ${optim.lr}) is named by that one.
     written = _flat(OmegaConf.to_container(cfg, resolve=False), "")
     changed = [
@@ -109,11 +104,31 @@ def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
     ]
     if changed:
         raise UserError(
-            f"The checkpoint {path} was trained with other settings than this run asks for: "
+            f"{source} was trained with other settings than this run asks for: "
             f"{'; '.join(changed)}. Resuming would silently train on with the checkpoint's "
             f"optimizer state and schedule. Resume with the checkpoint's settings (its run's "
             f"config.yaml), or start a new run (without resume/ckpt_path) to train with these."
         )
+
+
+def check_stacked_resume(cfg: DictConfig) -> None:
+    """A stacked job resumed (`resume=true`): its settings against its run's config.yaml (the
+    group's checkpoint holds no per-job config)."""
+    saved = Path(cfg.run_dir) / "config.yaml"
+    if cfg.get("resume") and saved.is_file():
+        trained_with = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+        refuse_changes(cfg, trained_with, f"The run in {cfg.run_dir}")
+
+
+def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
+    """Refuse, before anything is written, a resume whose checkpoint trained with other
+    settings or past `trainer.max_steps`. Returns the checkpoint read (None: a new run)."""
+    path = checkpoint_to_resume(cfg)
+    if path is None:
+        return None
+    ckpt = read_checkpoint(path)
+    trained_with = (ckpt.get("hyper_parameters") or {}).get("config") or {}
+    refuse_changes(cfg, trained_with, f"The checkpoint {path}")
     step, max_steps = int(ckpt.get("global_step", 0)), cfg.trainer.max_steps
     if 0 <= max_steps < step:
         raise UserError(

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from makemore_lab import run_claim, run_record
 from makemore_lab.config_checks import check_config, check_device
 from makemore_lab.group_processes import Task, run_parallel
-from makemore_lab.resume import finished_run
+from makemore_lab.resume import check_stacked_resume, finished_run
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,9 @@ def prepare(cfg: DictConfig) -> Prepared:
         check_device(cfg)
         finished = finished_run(cfg)
         if finished is None:
-            run_claim.claim(Path(cfg.run_dir), bool(cfg.get("resume")))  # or refuse
+            run_claim.check(Path(cfg.run_dir), bool(cfg.get("resume")))  # another run's?
+            check_stacked_resume(cfg)  # other settings than the run it resumes?
+            run_claim.claim(Path(cfg.run_dir), bool(cfg.get("resume")))
             run_claim.write_hydra_record(cfg, Path(cfg.run_dir))  # this job's Hydra context
         resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         return Prepared(resolved, finished)
