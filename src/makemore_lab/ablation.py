@@ -58,7 +58,17 @@ def read_job(job: Path) -> dict[str, Any]:
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     row["reference"] = (config or {}).get("reference")
     row |= dynamics_summary(job / "dynamics.csv")
+    row["diagnosis"] = short_diagnosis(record.get("diagnosis"))
     return row
+
+
+def short_diagnosis(lines: Any) -> str | None:
+    """The diagnosis' findings by name, for a table cell: 'init: activations vanish with
+    depth; end: healthy' (each line up to its second colon)."""
+    if not isinstance(lines, list) or not lines:
+        return None
+    names = [":".join(str(line).split(":")[:2]).split(" (")[0] for line in lines]
+    return "; ".join(dict.fromkeys(names))  # in order, once each
 
 
 def dynamics_summary(path: Path) -> dict[str, float | None]:
@@ -99,7 +109,7 @@ def merge(label: str, members: list[dict[str, Any]]) -> dict[str, Any]:
     statuses = sorted({m["status"] for m in members})
     row["status"] = statuses[0] if len(statuses) == 1 else "/".join(statuses)
     for key in members[0]:
-        if key in ("dir", "overrides", "status", "reference"):
+        if key in ("dir", "overrides", "status", "reference", "diagnosis"):
             continue
         values = [
             m.get(key)
@@ -112,6 +122,8 @@ def merge(label: str, members: list[dict[str, Any]]) -> dict[str, Any]:
             else None
         )
     row["reference"] = members[0]["reference"]
+    verdicts = {m.get("diagnosis") for m in members}
+    row["diagnosis"] = verdicts.pop() if len(verdicts) == 1 else "differs between seeds"
     return row
 
 
@@ -131,6 +143,7 @@ COLUMNS = [
     ("last_sat_end", "last sat% end"),
     ("steps_per_second", "steps/s"),
     ("wall_seconds", "wall s"),
+    ("diagnosis", "diagnosis"),
 ]
 
 

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from makemore_lab.diagnosis import thresholds_of
 from makemore_lab.dynamics_report import DynamicsReport
 from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
 from makemore_lab.dynamics_writer import DynamicsCsv, Row, log_histograms, log_scalars
@@ -93,6 +94,8 @@ class TrainingDynamics(Callback):
         figures: bool = True,
         heatmap_bins: int = 50,
         job_loggers: Sequence[Sequence[Logger]] | None = None,
+        diagnosis: dict[str, float] | None = None,
+        context: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         require("callbacks.dynamics.every_n_steps", every_n_steps, POSITIVE_INT)
@@ -107,9 +110,14 @@ class TrainingDynamics(Callback):
         self.histograms = histograms
         self.stacked = job_loggers is not None
         dirpaths = [Path(d) for d in dirpath] if self.stacked else [Path(dirpath)]
+        thresholds = thresholds_of(diagnosis)
+        contexts = context if isinstance(context, list | tuple) else [context] * len(dirpaths)
         self.jobs = [
-            JobOutputs(DynamicsCsv(d / "dynamics.csv"), DynamicsReport(d, figures, heatmap_bins))
-            for d in dirpaths
+            JobOutputs(
+                DynamicsCsv(d / "dynamics.csv"),
+                DynamicsReport(d, figures, heatmap_bins, thresholds, dict(c or {})),
+            )
+            for d, c in zip(dirpaths, contexts, strict=True)
         ]
         for job, loggers in zip(self.jobs, job_loggers or [], strict=False):
             job.loggers = loggers

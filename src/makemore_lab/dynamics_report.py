@@ -19,9 +19,10 @@ from lightning.pytorch.loggers import Logger
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
+from makemore_lab.diagnosis import Thresholds, diagnose
 from makemore_lab.dynamics_figures import distribution_figure, heatmap_figure, update_ratio_figure
 from makemore_lab.dynamics_writer import Row, chart_name
-from makemore_lab.logger_media import figure_to_array, log_image
+from makemore_lab.logger_media import figure_to_array, log_image, log_text
 
 log = logging.getLogger(__name__)
 NONLINEARITIES = ("Tanh", "ReLU", "Identity")
@@ -31,8 +32,17 @@ Shape = tuple[int, ...]
 class DynamicsReport:
     """The collected history the report and figures need; it travels in checkpoints."""
 
-    def __init__(self, dirpath: Path, figures: bool = True, heatmap_bins: int = 50) -> None:
+    def __init__(
+        self,
+        dirpath: Path,
+        figures: bool = True,
+        heatmap_bins: int = 50,
+        thresholds: Thresholds | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         self.dirpath, self.figures, self.heatmap_bins = dirpath, figures, heatmap_bins
+        self.thresholds, self.context = thresholds or Thresholds(), context or {}
+        self.diagnosis: dict[str, list[str]] = {}  # 'init' / 'end' -> the rules' findings
         self.layers: dict[str, str] = {}  # layer name -> kind, in network order
         self.weights: dict[str, tuple[str, Shape]] = {}  # weight name -> (kind, shape)
         self.reports: list[str] = []  # the Markdown sections written so far
@@ -49,6 +59,7 @@ class DynamicsReport:
             "last_step": self.last_step,
             "update_series": self.update_series,
             "heatmaps": self.heatmaps,
+            "diagnosis": self.diagnosis,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -57,6 +68,7 @@ class DynamicsReport:
         self.last_step = state["last_step"]
         self.update_series = dict(state["update_series"])
         self.heatmaps = dict(state["heatmaps"])
+        self.diagnosis = dict(state.get("diagnosis", {}))  # absent from older checkpoints
 
     def add(
         self,
@@ -110,14 +122,31 @@ class DynamicsReport:
     def summarise(self, loggers: Sequence[Logger], step: int, when: str) -> None:
         """The printout of the last collected step into dynamics.md and the log; its figures."""
         lines = self.lines()
-        self.reports.append(f"## Step {step} ({when})\n\n```\n" + "\n".join(lines) + "\n```\n")
-        log.info("training dynamics at step %d (%s):\n%s", step, when, "\n".join(lines))
+        tag = "init" if step == 0 else "end"
+        verdict = diagnose(
+            self.last_values, self.layers, self.weights, self.context, self.thresholds, tag
+        )
+        self.diagnosis[tag] = verdict
+        self.reports.append(
+            f"## Step {step} ({when})\n\n```\n"
+            + "\n".join(lines)
+            + "\n```\n\nDiagnosis:\n\n"
+            + "".join(f"- {v}\n" for v in verdict)
+        )
+        log.info(
+            "training dynamics at step %d (%s):\n%s\ndiagnosis:\n%s",
+            step,
+            when,
+            "\n".join(lines),
+            "\n".join(f"  {v}" for v in verdict),
+        )
+        log_text(loggers, "diagnosis", "\n\n".join(self.diagnosis_lines()), step)
         (self.dirpath / "dynamics.md").write_text(
             "# Training dynamics\n\n" + "\n".join(self.reports)
         )
         if not self.figures:
             return
-        tag = "init" if step == 0 else "final"
+        tag = "init" if step == 0 else "final"  # the figures' file names
         for what, tensors in self.snapshot.items():
             title = f"{what.replace('_', ' ')} distribution at step {step}"
             self._save_figure(loggers, f"{what}_{tag}", distribution_figure(tensors, title), step)
@@ -138,6 +167,10 @@ class DynamicsReport:
         self._save_figure(
             loggers, "activations_over_time", heatmap_figure(heatmaps), self.last_step
         )
+
+    def diagnosis_lines(self) -> list[str]:
+        """The diagnosis so far: at init, then at the end."""
+        return [line for tag in ("init", "end") for line in self.diagnosis.get(tag, [])]
 
     def lines(self) -> list[str]:
         """The lecture's printouts for the last collected step, one line per layer."""

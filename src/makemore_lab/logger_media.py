@@ -64,3 +64,15 @@ def log_image(loggers: Iterable[Logger], tag: str, image: np.ndarray, step: int)
             import wandb
 
             logger.experiment.log({tag: wandb.Image(image), "trainer/global_step": step})
+
+
+def log_text(loggers: Iterable[Logger], tag: str, text: str, step: int) -> None:
+    """A block of text (the diagnosis): TensorBoard's Text tab, a W&B HTML panel."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_text(tag, text, step)
+        elif isinstance(logger, WandbLogger):
+            import wandb
+
+            html = "<br>".join(text.split("\n\n"))
+            logger.experiment.log({tag: wandb.Html(html), "trainer/global_step": step})

@@ -79,4 +79,5 @@ def end_summary(metrics: dict[str, Any], run_dir: str) -> str:
     ]
     if metrics["status"] == "completed":
         rows.append(("sample", f"makemore-sample {run_dir}"))
+    rows += [("verdict", line) for line in metrics.get("diagnosis") or []]
     return "\n".join(f"  {name:7s} {text}" for name, text in rows)

@@ -36,6 +36,7 @@ from makemore_lab.stacked_module import StackedModule
 from makemore_lab.stacked_steps import StepDecay
 from makemore_lab.train import (
     batch_cadences,
+    diagnosis_of,
     evaluate,
     finish,
     instantiate_all,
@@ -145,6 +146,10 @@ def group_callbacks(cfgs: list[DictConfig], group_dir: Path, loggers: list) -> l
         settings = OmegaConf.to_container(dynamics, resolve=True)
         settings.pop("_target_")
         settings["dirpath"] = [cfg.run_dir for cfg in cfgs]
+        if settings.get("context") is not None:  # each job's own gain, lr, ...
+            settings["context"] = [
+                OmegaConf.to_container(cfg.callbacks.dynamics.context, resolve=True) for cfg in cfgs
+            ]
         callbacks.append(TrainingDynamics(**settings, job_loggers=loggers))
     return callbacks
 
@@ -195,6 +200,7 @@ def write_job(
         wall_seconds,
         vocab_size=group.datamodule.vocab.size,
     )
+    metrics["diagnosis"] = diagnosis_of(group.trainer, job)
     metrics["stacked_group"] = {"dir": str(group.group_dir), "jobs": len(group.cfgs), "index": job}
     if group_ckpt is not None:
         solo = solo_checkpoint(group_ckpt, job, cfg, group)

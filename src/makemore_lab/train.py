@@ -35,6 +35,7 @@ from makemore_lab.checkpointing import (
 )
 from makemore_lab.config_checks import check_config, check_device, step_cadences
 from makemore_lab.data import NamesDataModule, Vocab
+from makemore_lab.dynamics import TrainingDynamics
 from makemore_lab.errors import RunInterrupted, TrainingDiverged
 from makemore_lab.lightning_module import MakemoreModule, split_loss
 from makemore_lab.resume import (
@@ -97,6 +98,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str
         wall_seconds=time.perf_counter() - started,
         vocab_size=run.datamodule.vocab.size,
     )
+    metrics["diagnosis"] = diagnosis_of(run.trainer, job=0)
     finish(run.cfg, net, run.datamodule.vocab, metrics)
     run_claim.release(run_dir)  # on an error, the caller records it first (app.handle_job_error)
     return metrics
@@ -260,6 +262,14 @@ def record(
         "threads": torch.get_num_threads(),
         "run_dir": str(run_dir),
     }
+
+
+def diagnosis_of(trainer: L.Trainer, job: int) -> list[str]:
+    """The dynamics callback's diagnosis of job `job` (none without the callback)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, TrainingDynamics):
+            return callback.jobs[job].report.diagnosis_lines()
+    return []
 
 
 def resolve_threads(threads: int | None) -> int | None:
