@@ -298,3 +298,20 @@ def test_a_diverging_run_stops_at_the_end_of_its_chunk_and_is_recorded(make_cfg)
     logged = read_csv(Path(cfg.run_dir))
     assert max(step for step, _, _ in logged) == stop - 1  # every step collected until the stop
     assert any(math.isnan(v) for (_, _, stat), v in logged.items() if stat == "act_std")
+
+
+def test_heat_map_rows_are_binned_over_the_whole_runs_range() -> None:
+    # A layer whose outputs widen 10x during training: binned over the final range, its step-0
+    # mass sits in the middle bins and the last row spreads out, none piled into the edge bins.
+    from makemore_lab.dynamics_report import PERCENTILES, bin_percentiles
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.stack(
+        [torch.quantile(torch.randn(3200, generator=g) * s, PERCENTILES) for s in (0.1, 1.0)]
+    )
+    counts, lo, hi = bin_percentiles(rows, bins=20)
+    assert counts.shape == (2, 20)
+    assert torch.allclose(counts.sum(1), torch.ones(2))  # every row's whole mass, nothing clipped
+    assert lo == rows[:, 0].min().item() and hi == rows[:, -1].max().item()
+    assert counts[1, 0] < 0.05 and counts[1, -1] < 0.05  # the wide row: thin tails, no pile-up
+    assert counts[0, 8:12].sum() > 0.9  # the narrow row: in the middle of the shared range

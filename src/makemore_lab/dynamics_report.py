@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
 from matplotlib.figure import Figure
@@ -27,6 +28,26 @@ from makemore_lab.logger_media import figure_to_array, log_image, log_text
 log = logging.getLogger(__name__)
 NONLINEARITIES = ("Tanh", "ReLU", "Identity")
 Shape = tuple[int, ...]
+
+
+PERCENTILES = torch.linspace(0, 1, 101)  # what a heat-map row keeps of a layer's outputs
+
+
+def bin_percentiles(rows: torch.Tensor, bins: int) -> tuple[torch.Tensor, float, float]:
+    """Histograms (steps, bins) of the rows' distributions, given as percentiles (steps, 101),
+    over the range of all of them; each 1% between two percentiles is spread evenly."""
+    finite = rows[torch.isfinite(rows[:, 0]) & torch.isfinite(rows[:, -1])]
+    lo = finite[:, 0].min().item() if len(finite) else -1.0
+    hi = finite[:, -1].max().item() if len(finite) else 1.0
+    if not hi > lo:  # a constant output: one narrow range around it
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    probs = PERCENTILES.numpy()
+    counts = [
+        np.diff(np.interp(edges, row, probs)) if np.isfinite(row).all() else np.zeros(bins)
+        for row in rows.numpy()
+    ]
+    return torch.tensor(np.array(counts), dtype=torch.float32), lo, hi
 
 
 class DynamicsReport:
@@ -49,7 +70,7 @@ class DynamicsReport:
         self.last_values: dict[tuple[str, str], float] = {}  # (layer, stat) of the last step
         self.last_step = 0
         self.update_series: dict[str, tuple[list[int], list[float]]] = {}
-        self.heatmaps: dict[str, tuple[list[int], list[torch.Tensor], float, float]] = {}
+        self.heatmaps: dict[str, tuple[list[int], list[torch.Tensor]]] = {}  # steps, percentiles
         self.snapshot: dict[str, dict[str, torch.Tensor]] = {}  # the last step's tensors
 
     def state_dict(self) -> dict[str, Any]:
@@ -67,7 +88,8 @@ class DynamicsReport:
         self.last_values = dict(state["latest"])
         self.last_step = state["last_step"]
         self.update_series = dict(state["update_series"])
-        self.heatmaps = dict(state["heatmaps"])
+        # Older checkpoints kept step-0-binned histograms (4-tuples): those rows are dropped.
+        self.heatmaps = {k: v for k, v in state["heatmaps"].items() if len(v) == 2}
         self.diagnosis = dict(state.get("diagnosis", {}))  # absent from older checkpoints
 
     def add(
@@ -98,26 +120,16 @@ class DynamicsReport:
             },
         }
         for name, t in outputs.items():
-            self._add_heatmap_row(labels[name], self.layers[name], t, step)
+            self._add_heatmap_row(labels[name], t, step)
 
-    def _add_heatmap_row(self, label: str, kind: str, t: torch.Tensor, step: int) -> None:
-        # Binned on the CPU: CUDA's histc has no deterministic kernel (trainer.deterministic).
+    def _add_heatmap_row(self, label: str, t: torch.Tensor, step: int) -> None:
+        # A row keeps the layer's percentiles, not a histogram: the bins are chosen when the
+        # figure is drawn, over the range of the whole run, so nothing piles into edge bins.
         t = t.detach().float().flatten().cpu()
-        t = t[torch.isfinite(t)]  # a diverging run: count what is still finite
-        if label not in self.heatmaps:
-            # Fixed bins per layer, so rows are comparable over time: tanh lives in (-1, 1);
-            # other layers get their step-0 mean +- 4 std.
-            if kind == "Tanh":
-                lo, hi = -1.0, 1.0
-            else:
-                mean, std = (t.mean().item(), t.std().item()) if t.numel() > 1 else (0.0, 1.0)
-                mean = mean if math.isfinite(mean) else 0.0
-                std = std if math.isfinite(std) and std > 0 else 1.0
-                lo, hi = mean - 4 * std, mean + 4 * std
-            self.heatmaps[label] = ([], [], lo, hi)
-        steps, rows, lo, hi = self.heatmaps[label]
+        t = t[torch.isfinite(t)]  # a diverging run: what is still finite
+        steps, rows = self.heatmaps.setdefault(label, ([], []))
         steps.append(step)
-        rows.append(torch.histc(t.clamp(lo, hi), bins=self.heatmap_bins, min=lo, max=hi))
+        rows.append(torch.quantile(t, PERCENTILES) if t.numel() else PERCENTILES * math.nan)
 
     def summarise(self, loggers: Sequence[Logger], step: int, when: str) -> None:
         """The printout of the last collected step into dynamics.md and the log; its figures."""
@@ -161,8 +173,8 @@ class DynamicsReport:
             loggers, "update_data_ratio", update_ratio_figure(self.update_series), self.last_step
         )
         heatmaps = {
-            label: (steps, torch.stack(rows), lo, hi)
-            for label, (steps, rows, lo, hi) in self.heatmaps.items()
+            label: (steps, *bin_percentiles(torch.stack(rows), self.heatmap_bins))
+            for label, (steps, rows) in self.heatmaps.items()
         }
         self._save_figure(
             loggers, "activations_over_time", heatmap_figure(heatmaps), self.last_step

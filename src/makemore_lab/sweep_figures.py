@@ -12,6 +12,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from makemore_lab.ablation import NONLINEARITIES
 
@@ -83,6 +84,8 @@ def depth_figure(jobs: list[Path], labels: list[str]) -> Figure:
             )
     ax_std.set(title="activation std at init", xlabel="nonlinearity (depth)", ylabel="std")
     ax_sat.set(title="tanh saturation at init", xlabel="nonlinearity (depth)", ylabel="saturated %")
+    for ax in (ax_std, ax_sat):  # depths are whole numbers: no 1.5 on the axis
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax_std.lines:
         ax_std.legend(fontsize="small")
     return fig
