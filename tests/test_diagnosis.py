@@ -134,3 +134,16 @@ def test_real_runs_are_diagnosed_as_the_lecture_reads_them(
     assert any(line.startswith(finding) for line in metrics["diagnosis"]), metrics["diagnosis"]
     assert f"- {finding}" in (tmp_path / "run" / "dynamics.md").read_text()
     assert short_diagnosis(metrics["diagnosis"]).startswith(finding.split(" (")[0])
+
+
+def test_at_the_end_only_depth_dead_units_and_divergence_are_read() -> None:
+    # Trained tanh layers saturate by choice, and a decayed learning rate slows every update.
+    saturated_and_slow = healthy(
+        **{"1.act_saturated_pct": 40, "3.act_saturated_pct": 40, "2.update_data_ratio_log10": -5}
+    )
+    saturated_and_slow[("0", "update_data_ratio_log10")] = -5
+    assert verdict(saturated_and_slow, when="end") == [
+        "end: healthy (activation std over depth and update:data within the lecture's ranges)"
+    ]
+    diverging = verdict(healthy(**{"2.update_data_ratio_log10": -0.5}), when="end")
+    assert diverging[0].startswith("end: divergence risk")

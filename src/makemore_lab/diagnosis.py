@@ -15,6 +15,7 @@ from typing import Any
 
 from makemore_lab.dynamics_writer import chart_name
 from makemore_lab.errors import UserError
+from makemore_lab.gains import parse_gain
 from makemore_lab.validation import number, require
 
 Values = dict[tuple[str, str], float]
@@ -24,7 +25,7 @@ Values = dict[tuple[str, str], float]
 class Thresholds:
     """When a rule fires. Defaults: the lecture's rules of thumb (see the module doc)."""
 
-    saturated_pct: float = 15.0  # median tanh layer: a few % is healthy, tens of % too high
+    saturated_pct: float = 20.0  # median tanh layer: a few % is healthy, tens of % too high
     vanishing_ratio: float = 0.6  # last / first nonlinearity std: shrinking with depth
     growing_ratio: float = 2.0  # last / first nonlinearity std: growing with depth
     update_low_log10: float = -4.0  # fastest hidden weight: far below the ~1e-3 rule
@@ -100,13 +101,18 @@ def depth_trend(values: Values, layers: dict[str, str], t: Thresholds, gain: Any
     return []
 
 
-def update_speed(values: Values, weights: dict[str, Any], t: Thresholds, lr: Any) -> list[str]:
+def update_speed(
+    values: Values, weights: dict[str, Any], t: Thresholds, lr: Any, speed: bool = True
+) -> list[str]:
     """update:data (update_data_ratio_log10) of the hidden Linear weights; the output layer's,
-    scaled down at init by design, and the embedding are left out."""
+    scaled down at init by design, and the embedding are left out. `speed=False`: the
+    divergence risk only (at the end a decayed learning rate makes slow updates expected)."""
     ratios = _linear_ratios(values, weights, "update_data_ratio_log10")[:-1]
     if not ratios:
         return []
     name, top = max(ratios, key=lambda nv: nv[1])
+    if not speed and top <= t.diverging_log10:
+        return []
     if top < t.update_low_log10:
         return [
             f"slow learning: the fastest hidden weight ({name}) moves by 10^{top:.1f} of its "
@@ -152,6 +158,14 @@ def dead_units(values: Values, layers: dict[str, str], t: Thresholds) -> list[st
     ]
 
 
+def _at_most_tanh_gain(gain: Any) -> bool:
+    """Whether init.gain is already tanh's 5/3 or below (then 5/3 is no advice)."""
+    try:
+        return parse_gain(gain) <= 5 / 3 + 1e-9
+    except UserError:
+        return False
+
+
 def diagnose(
     values: Values,
     layers: dict[str, str],
@@ -161,24 +175,28 @@ def diagnose(
     when: str,
 ) -> list[str]:
     """The rules' findings at one collected step, each prefixed with `when` ('init', 'end');
-    one 'healthy' line when none fires. `context`: init.gain, optim.lr, model.batchnorm."""
+    one 'healthy' line when none fires. `context`: init.gain, optim.lr, model.batchnorm.
+
+    Saturation, the update speed and the output layer are rules about the initialization and
+    read at init; at the end, trained layers saturate by choice and a decayed learning rate
+    slows the updates, so only depth trends, dead units and divergence risk are read there."""
     gain, lr = context.get("gain", "?"), context.get("lr", "?")
-    fix = (
-        f"Lower init.gain (it is {gain}; 5/3 is tanh's gain)"
-        if context.get("batchnorm")
-        else f"Lower init.gain (it is {gain}; 5/3 is tanh's gain) or set model.batchnorm=true"
-    )
+    fix = f"Lower init.gain (it is {gain}"
+    fix += "" if _at_most_tanh_gain(gain) else "; 5/3 is tanh's gain"
+    fix += ")" if context.get("batchnorm") else ") or set model.batchnorm=true"
+    at_init = when == "init"
     found = [
-        *saturation(values, layers, thresholds, fix + "."),
+        *(saturation(values, layers, thresholds, fix + ".") if at_init else []),
         *depth_trend(values, layers, thresholds, gain),
-        *update_speed(values, weights, thresholds, lr),
+        *update_speed(values, weights, thresholds, lr, speed=at_init),
         *dead_units(values, layers, thresholds),
+        *(output_gradient(values, weights, thresholds) if at_init else []),
     ]
-    if when == "init":
-        found += output_gradient(values, weights, thresholds)
     if not found:
-        return [
-            f"{when}: healthy (saturation, activation std over depth and update:data within "
-            f"the lecture's ranges)"
-        ]
+        what = (
+            "saturation, activation std over depth and update:data"
+            if at_init
+            else ("activation std over depth and update:data")
+        )
+        return [f"{when}: healthy ({what} within the lecture's ranges)"]
     return [f"{when}: {line}" for line in found]
