@@ -58,10 +58,10 @@ def test_a_healthy_step_says_so_in_one_line() -> None:
     ("changes", "finding"),
     [
         ({"1.act_saturated_pct": 47, "3.act_saturated_pct": 40}, "tanh saturation: median 44%"),
-        ({"3.act_std": 0.2}, "activations vanish with depth: std 0.65 in layer01_Tanh"),
+        ({"3.act_std": 0.2}, "activations vanish with depth: std 0.65 in block1_Tanh"),
         ({"1.act_std": 0.2}, "activations grow with depth"),
         ({"2.update_data_ratio_log10": -4.5, "0.update_data_ratio_log10": -4.6}, "slow learning"),
-        ({"2.update_data_ratio_log10": -1.5}, "fast learning: layer02_Linear moves by 10^-1.5"),
+        ({"2.update_data_ratio_log10": -1.5}, "fast learning: block2_Linear moves by 10^-1.5"),
         ({"2.update_data_ratio_log10": -0.5}, "divergence risk"),
         ({"4.grad_data_ratio": 1.2}, "output layer: its grad:data ratio is 120x"),
     ],
@@ -104,7 +104,7 @@ def test_dead_relus_are_named() -> None:
     values = {("1", "act_dead_pct"): 35.0, ("1", "act_std"): 0.5}
     lines = diagnose(values, layers, {}, CONTEXT, Thresholds(), "end")
     assert lines == [
-        "end: dead ReLUs: 35% of layer01_ReLU's units output 0 for the whole batch (they no "
+        "end: dead ReLUs: 35% of block1_ReLU's units output 0 for the whole batch (they no "
         "longer learn); lower optim.lr or init.gain"
     ]
 

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import DYNAMICS_STATS, FAST, on_file, run_cli
 from makemore_lab.data import NamesDataModule
 from makemore_lab.dynamics import TrainingDynamics
-from makemore_lab.dynamics_writer import chart_name
+from makemore_lab.dynamics_writer import chart_names
 from makemore_lab.errors import TrainingDiverged, UserError
 from makemore_lab.layers import Linear
 from makemore_lab.train import train
@@ -116,7 +116,7 @@ def test_step0_statistics_match_a_hand_computation_in_csv_and_tensorboard(
     events = read_tensorboard(run)
     for (layer, stat), value in want.items():
         assert logged[0, layer, stat] == pytest.approx(value, rel=1e-4, abs=1e-7), (layer, stat)
-        (scalar,) = events.Scalars(f"{stat}/{chart_name(layer, kinds[layer])}")
+        (scalar,) = events.Scalars(f"{stat}/{chart_names(kinds)[layer]}")
         assert scalar.step == 0 and scalar.value == pytest.approx(value, rel=1e-4, abs=1e-7), (
             layer,
             stat,
@@ -134,7 +134,7 @@ def test_tensorboard_gets_every_kind_of_scalar_histogram_and_figure(make_cfg) ->
     tags = read_tensorboard(run).Tags()
     sections = {t.split("/")[0] for t in tags["scalars"]}
     assert set(DYNAMICS_STATS) <= sections
-    assert "act_saturated_pct/layer02_Tanh" in tags["scalars"]
+    assert "act_saturated_pct/block1_Tanh" in tags["scalars"]
     assert {t.split("/")[0] for t in tags["histograms"]} == {
         "hist_act",
         "hist_act_grad",
@@ -256,16 +256,16 @@ def test_wandb_offline_gets_scalars_histograms_and_images_one_run_per_job(
         (events,) = run.glob("run-*.wandb")
         data = events.read_bytes()
         for tag in (
-            "act_saturated_pct/layer02_Tanh",
-            "update_data_ratio_log10/layer00_Linear",
-            "hist_act/layer02_Tanh",
+            "act_saturated_pct/block1_Tanh",
+            "update_data_ratio_log10/block1_Linear",
+            "hist_act/block1_Tanh",
             "hist_weight_grad/embedding",
             "final/val_loss",
         ):
             assert tag.encode() in data, (job, tag)
         # a W&B histogram is stored as a nested item: the tag, then its "bins" and "values"
-        assert re.search(rb"hist_act/layer02_Tanh.{1,3}bins", data, re.DOTALL)
-        assert re.search(rb"hist_act_grad/layer02_Tanh.{1,3}values", data, re.DOTALL)
+        assert re.search(rb"hist_act/block1_Tanh.{1,3}bins", data, re.DOTALL)
+        assert re.search(rb"hist_act_grad/block1_Tanh.{1,3}values", data, re.DOTALL)
         images = {
             p.name.rsplit("_", 2)[0]
             for p in (run / "files" / "media" / "images" / "figures").glob("*.png")
@@ -315,3 +315,22 @@ def test_heat_map_rows_are_binned_over_the_whole_runs_range() -> None:
     assert lo == rows[:, 0].min().item() and hi == rows[:, -1].max().item()
     assert counts[1, 0] < 0.05 and counts[1, -1] < 0.05  # the wide row: thin tails, no pile-up
     assert counts[0, 8:12].sum() > 0.9  # the narrow row: in the middle of the shared range
+
+
+def test_runs_with_and_without_batchnorm_share_a_chart_at_every_depth(
+    make_cfg, tmp_path: Path
+) -> None:
+    # Module indices differ (a BatchNorm block is 3 modules, a plain one 2); chart names do not.
+    tags = {}
+    for bn in ("true", "false"):
+        cfg = make_cfg(f"model.batchnorm={bn}", f"run_dir={tmp_path / bn}", "trainer.max_steps=5")
+        train(cfg)
+        scalars = read_tensorboard(Path(cfg.run_dir)).Tags()["scalars"]
+        tags[bn] = {t for t in scalars if t.split("/")[0] in ("act_std", "act_saturated_pct")}
+    tanh = {f"act_saturated_pct/block{k}_Tanh" for k in range(1, 6)}
+    assert tanh <= tags["true"] and tanh <= tags["false"]
+    shared = tags["true"] & tags["false"]
+    assert {f"act_std/block{k}_Tanh" for k in range(1, 6)} | {"act_std/output_Linear"} <= shared
+    assert tags["true"] - tags["false"] == {
+        f"act_std/block{k}_BatchNorm1d" for k in range(1, 6)
+    } | {"act_std/output_BatchNorm1d"}

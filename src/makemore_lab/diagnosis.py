@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from makemore_lab.dynamics_writer import chart_name
+from makemore_lab.dynamics_writer import chart_names
 from makemore_lab.errors import UserError
 from makemore_lab.gains import parse_gain
 from makemore_lab.validation import number, require
@@ -51,8 +51,9 @@ def thresholds_of(settings: dict[str, Any] | None) -> Thresholds:
 def _nonlinear(values: Values, layers: dict[str, str], stat: str) -> list[tuple[str, float]]:
     """(chart name, value) of `stat` for each nonlinearity (Tanh, ReLU, Identity), in order."""
     kinds = ("Tanh", "ReLU", "Identity")
+    names = chart_names(layers)
     return [
-        (chart_name(n, k), values[(n, stat)])
+        (names[n], values[(n, stat)])
         for n, k in layers.items()
         if k in kinds and (n, stat) in values
     ]
@@ -60,8 +61,9 @@ def _nonlinear(values: Values, layers: dict[str, str], stat: str) -> list[tuple[
 
 def _linear_ratios(values: Values, weights: dict[str, Any], stat: str) -> list[tuple[str, float]]:
     """(chart name, value) of a weight statistic for every Linear weight, in network order."""
+    names = chart_names({n: kind for n, (kind, _) in weights.items()})
     return [
-        (chart_name(n, kind), values[(n, stat)])
+        (names[n], values[(n, stat)])
         for n, (kind, _) in weights.items()
         if kind == "Linear" and (n, stat) in values
     ]

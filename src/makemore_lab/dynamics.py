@@ -30,7 +30,13 @@ from torch.utils.hooks import RemovableHandle
 from makemore_lab.diagnosis import thresholds_of
 from makemore_lab.dynamics_report import DynamicsReport
 from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
-from makemore_lab.dynamics_writer import DynamicsCsv, Row, log_histograms, log_scalars
+from makemore_lab.dynamics_writer import (
+    DynamicsCsv,
+    Row,
+    chart_names,
+    log_histograms,
+    log_scalars,
+)
 from makemore_lab.errors import UserError
 from makemore_lab.stacked import layer_kind
 from makemore_lab.validation import POSITIVE_INT, require
@@ -266,10 +272,10 @@ class TrainingDynamics(Callback):
         tensors: dict[str, dict[str, torch.Tensor]],
     ) -> None:
         """One job's rows and tensors to its CSV, loggers (scalars, histograms) and report."""
-        job.csv.append(rows)
+        names = chart_names(job.report.layers)
+        job.csv.append(rows, names)
         loggers = self._loggers(job)
-        log_scalars(loggers, rows, step)
+        log_scalars(loggers, rows, step, names)
         job.report.add(step, rows, tensors["act"], tensors["act_grad"], tensors["weight_grad"])
         if self.histograms:
-            kinds = job.report.layers | {n: k for n, (k, _) in self._weights.items()}
-            log_histograms(loggers, step, kinds, tensors)
+            log_histograms(loggers, step, names, tensors)

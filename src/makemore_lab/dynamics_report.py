@@ -22,7 +22,7 @@ from matplotlib.image import imsave
 
 from makemore_lab.diagnosis import Thresholds, diagnose
 from makemore_lab.dynamics_figures import distribution_figure, heatmap_figure, update_ratio_figure
-from makemore_lab.dynamics_writer import Row, chart_name
+from makemore_lab.dynamics_writer import Row, chart_names
 from makemore_lab.logger_media import figure_to_array, log_image, log_text
 
 log = logging.getLogger(__name__)
@@ -103,20 +103,20 @@ class DynamicsReport:
         """Remember one collected step: its values, update ratios, heat-map rows and tensors."""
         self.last_values = {(layer, stat): value for _, layer, _, stat, value in rows}
         self.last_step = step
-        for _, layer, kind, stat, value in rows:
+        names = chart_names(self.layers)
+        for _, layer, _, stat, value in rows:
             if stat == "update_data_ratio_log10":
-                label = f"{chart_name(layer, kind)} {self.weights[layer][1]}"
+                label = f"{names.get(layer, layer)} {self.weights[layer][1]}"
                 steps, series = self.update_series.setdefault(label, ([], []))
                 steps.append(step)
                 series.append(value)
-        labels = {name: chart_name(name, kind) for name, kind in self.layers.items()}
+        labels = names
         nonlinear = [n for n, kind in self.layers.items() if kind in NONLINEARITIES]
         self.snapshot = {
             "activations": {labels[n]: outputs[n].cpu() for n in nonlinear if n in outputs},
             "gradients": {labels[n]: output_grads[n].cpu() for n in nonlinear if n in output_grads},
             "weight_gradients": {
-                f"{chart_name(n, self.weights[n][0])} {tuple(g.shape)}": g.cpu()
-                for n, g in weight_grads.items()
+                f"{names.get(n, n)} {tuple(g.shape)}": g.cpu() for n, g in weight_grads.items()
             },
         }
         for name, t in outputs.items():
@@ -213,7 +213,7 @@ class DynamicsReport:
         if "weight_grad_std" not in stat:
             return None
         return (
-            f"weight {shape!s:>10} ({chart_name(name, kind)}) "
+            f"weight {shape!s:>10} ({chart_names(self.layers).get(name, name)}) "
             f"| mean {stat['weight_grad_mean']:+f} | std {stat['weight_grad_std']:e} "
             f"| grad:data ratio {stat['grad_data_ratio']:e} "
             f"| update:data log10 {stat['update_data_ratio_log10']:+.2f}"

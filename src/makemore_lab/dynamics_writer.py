@@ -3,6 +3,8 @@
 One CSV row per (step, layer, statistic); the same values as scalars named
 `<statistic>/<chart name>` (one TensorBoard section per statistic, one chart per layer), and
 histograms of the captured tensors. TensorBoard and W&B both get them (see `logger_media`).
+Chart names follow depth, not module index (`chart_names`), so runs with and without
+BatchNorm share a chart at every depth.
 """
 
 from __future__ import annotations
@@ -16,13 +18,27 @@ from lightning.pytorch.loggers import Logger
 
 from makemore_lab.logger_media import log_histogram
 
-CSV_COLUMNS = ("step", "layer", "layer_type", "stat", "value")
-Row = tuple[int, str, str, str, float]  # one CSV row: step, layer, layer_type, stat, value
+CSV_COLUMNS = ("step", "layer", "layer_type", "stat", "value", "name")
+Row = tuple[int, str, str, str, float]  # step, layer (index), layer_type, stat, value
 
 
-def chart_name(layer: str, kind: str) -> str:
-    """A layer's sortable chart name: 'layer02_Tanh' for layer 2, 'embedding' as is."""
-    return layer if not layer.isdigit() else f"layer{int(layer):02d}_{kind}"
+def chart_names(kinds: dict[str, str]) -> dict[str, str]:
+    """Each layer's depth-aligned name: 'block3_Tanh' is the third hidden block's tanh with or
+    without BatchNorm, 'output_Linear' the last Linear (and what follows it); others as is.
+
+    `kinds` maps layer index -> type, in network order: each Linear but the last starts a block.
+    """
+    linears = [layer for layer, kind in kinds.items() if kind == "Linear"]
+    names, block, prefix = {}, 0, ""
+    for layer, kind in kinds.items():
+        if not layer.isdigit():
+            names[layer] = layer
+            continue
+        if kind == "Linear":
+            block += 1
+            prefix = "output" if layer == linears[-1] else f"block{block}"
+        names[layer] = f"{prefix or 'block0'}_{kind}"
+    return names
 
 
 class DynamicsCsv:
@@ -44,14 +60,16 @@ class DynamicsCsv:
         with self.path.open("w", newline="") as f:
             csv.writer(f).writerows([CSV_COLUMNS, *kept])
 
-    def append(self, rows: Sequence[Row]) -> None:
+    def append(self, rows: Sequence[Row], names: dict[str, str]) -> None:
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerows(rows)
+            csv.writer(f).writerows((*row, names.get(row[1], row[1])) for row in rows)
 
 
-def log_scalars(loggers: Iterable[Logger], rows: Sequence[Row], step: int) -> None:
+def log_scalars(
+    loggers: Iterable[Logger], rows: Sequence[Row], step: int, names: dict[str, str]
+) -> None:
     """Every statistic as a scalar `<stat>/<chart name>` at the optimizer step."""
-    metrics = {f"{stat}/{chart_name(layer, kind)}": value for _, layer, kind, stat, value in rows}
+    metrics = {f"{stat}/{names.get(layer, layer)}": value for _, layer, _, stat, value in rows}
     for logger in loggers:
         logger.log_metrics(metrics, step=step)
 
@@ -59,14 +77,14 @@ def log_scalars(loggers: Iterable[Logger], rows: Sequence[Row], step: int) -> No
 def log_histograms(
     loggers: Sequence[Logger],
     step: int,
-    kinds: dict[str, str],
+    names: dict[str, str],
     tensors: dict[str, dict[str, torch.Tensor]],
 ) -> None:
     """Histograms `hist_<what>/<chart name>` of each captured tensor.
 
-    `tensors` maps a section (act, act_grad, weight_grad) to {layer: tensor}; `kinds` gives
-    each layer's type for its chart name.
+    `tensors` maps a section (act, act_grad, weight_grad) to {layer: tensor}; `names` gives
+    each layer's chart name (`chart_names`).
     """
     for section, by_layer in tensors.items():
         for layer, t in by_layer.items():
-            log_histogram(loggers, f"hist_{section}/{chart_name(layer, kinds[layer])}", t, step)
+            log_histogram(loggers, f"hist_{section}/{names.get(layer, layer)}", t, step)
