@@ -1,9 +1,10 @@
-"""The dynamics callback's reading aids: `dynamics.md` and the lecture's figures.
+"""The dynamics callback's reading aids: `dynamics.md`, the diagnosis and the lecture's figures.
 
-At step 0 and at the end: the lecture's printouts, one line per layer, into `dynamics.md` and
-the log, and the activation / gradient / weight-gradient distributions as figures. At the end:
-the update:data ratio over training and each layer's activation distribution over time.
-Figures go to `figures/*.png` and to the loggers as images.
+At step 0 and at the end: the lecture's printouts, one line per layer, and the diagnosis
+(`diagnosis.py`) into `dynamics.md`, the log and the loggers' text, and the activation /
+gradient / weight-gradient distributions as figures. At the end: the update:data ratio over
+training and each layer's activation distribution over time. Figures go to `figures/*.png`
+and to the loggers as images.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class DynamicsReport:
                 steps, series = self.update_series.setdefault(label, ([], []))
                 steps.append(step)
                 series.append(value)
-        labels = names
+        labels = names  # depth-aligned, as the charts
         nonlinear = [n for n, kind in self.layers.items() if kind in NONLINEARITIES]
         self.snapshot = {
             "activations": {labels[n]: outputs[n].cpu() for n in nonlinear if n in outputs},
