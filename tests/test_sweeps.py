@@ -30,6 +30,9 @@ def table(out: Path, *flags: str) -> str:
     assert result.returncode == 0, result.stderr
     for name in ("ablation.md", "ablation.csv", "loss_curves.png", "depth_init.png"):
         assert (out / name).is_file(), name
+    if any(out.glob("*/distributions.json")):  # jobs that trained (not hand-made ones)
+        for name in ("depth_end.png", "activations_init.png", "activations_final.png"):
+            assert (out / name).is_file(), name  # the lecture's plots, one panel per job
     return (out / "ablation.md").read_text()
 
 
@@ -214,3 +217,26 @@ def test_a_diverging_job_does_not_stop_the_sweep_and_the_table_names_it(
     assert ok["status"] == "completed"
     md = table(out)
     assert "| optim.lr=50 | 1 | diverged |" in md and "| optim.lr=0.1 | 1 | completed |" in md
+
+
+def test_the_lectures_distribution_plot_has_one_panel_per_job_on_shared_axes(
+    tmp_path: Path,
+) -> None:
+    from makemore_lab.sweep_figures import panels_figure
+
+    jobs = []
+    for i, scale in enumerate((1.0, 3.0, 0.5)):
+        job = tmp_path / str(i)
+        job.mkdir()
+        curve = [[x * scale for x in (-1, 0, 1)], [0.2, 0.6, 0.2]]
+        (job / "distributions.json").write_text(
+            json.dumps({"activations_init": {"block1_Tanh": curve}})
+        )
+        jobs.append(job)
+    (tmp_path / "empty").mkdir()  # a job without the file (it failed early): no panel
+    fig = panels_figure([*jobs, tmp_path / "empty"], ["a", "b", "c", "d"], "activations_init")
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["a", "b", "c"]
+    assert len({ax.get_xlim() for ax in shown}) == 1  # shared: the jobs compare at a glance
+    assert shown[0].get_xlim()[1] >= 3.0
+    assert panels_figure(jobs, ["a", "b", "c"], "gradients_final") is None

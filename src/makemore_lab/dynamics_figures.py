@@ -31,15 +31,31 @@ def _one_axes(title: str) -> tuple[Figure, Axes]:
     return fig, ax
 
 
-def distribution_figure(tensors: dict[str, torch.Tensor], title: str) -> Figure:
-    """One density line per tensor, like the lecture's `torch.histogram(t, density=True)` plots."""
-    fig, ax = _one_axes(title)
+Density = tuple[list[float], list[float]]  # bin left edges, density
+
+
+def densities(tensors: dict[str, torch.Tensor]) -> dict[str, Density]:
+    """Each tensor's `torch.histogram(t, bins=100, density=True)`, as the lecture plots it;
+    tensors that are empty or not finite (a diverged run) are left out."""
+    out = {}
     for label, t in tensors.items():
         t = t.detach().float().flatten().cpu()
         if t.numel() == 0 or not torch.isfinite(t).all():
             continue
         hy, hx = torch.histogram(t, bins=100, density=True)
-        ax.plot(hx[:-1].numpy(), hy.numpy(), label=label)
+        out[label] = (hx[:-1].tolist(), hy.tolist())
+    return out
+
+
+def plot_densities(ax: Axes, lines: dict[str, Density]) -> None:
+    for label, (x, y) in lines.items():
+        ax.plot(x, y, label=label)
+
+
+def distribution_figure(lines: dict[str, Density], title: str) -> Figure:
+    """One density line per layer, like the lecture's `torch.histogram(t, density=True)` plots."""
+    fig, ax = _one_axes(title)
+    plot_densities(ax, lines)
     if ax.lines:  # a diverged run may leave nothing finite to draw
         ax.legend(fontsize="small")
     return fig

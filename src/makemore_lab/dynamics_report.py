@@ -9,6 +9,7 @@ and to the loggers as images.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -21,8 +22,14 @@ from lightning.pytorch.loggers import Logger
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
+from makemore_lab.atomic import write_json
 from makemore_lab.diagnosis import Thresholds, diagnose
-from makemore_lab.dynamics_figures import distribution_figure, heatmap_figure, update_ratio_figure
+from makemore_lab.dynamics_figures import (
+    densities,
+    distribution_figure,
+    heatmap_figure,
+    update_ratio_figure,
+)
 from makemore_lab.dynamics_writer import Row, chart_names
 from makemore_lab.logger_media import figure_to_array, log_image, log_text
 
@@ -157,12 +164,26 @@ class DynamicsReport:
         (self.dirpath / "dynamics.md").write_text(
             "# Training dynamics\n\n" + "\n".join(self.reports)
         )
+        self._distributions(loggers, step)
+
+    def _distributions(self, loggers: Sequence[Logger], step: int) -> None:
+        """The last step's activation / gradient densities: saved, and drawn as figures."""
+        tag = "init" if step == 0 else "final"  # the figures' file names
+        curves = {f"{what}_{tag}": densities(t) for what, t in self.snapshot.items()}
+        self._save_densities(curves)
         if not self.figures:
             return
-        tag = "init" if step == 0 else "final"  # the figures' file names
-        for what, tensors in self.snapshot.items():
-            title = f"{what.replace('_', ' ')} distribution at step {step}"
-            self._save_figure(loggers, f"{what}_{tag}", distribution_figure(tensors, title), step)
+        for name, density in curves.items():
+            what = name.rsplit("_", 1)[0].replace("_", " ")
+            title = f"{what} distribution at step {step}"
+            self._save_figure(loggers, name, distribution_figure(density, title), step)
+
+    def _save_densities(self, lines: dict[str, Any]) -> None:
+        """The plotted densities into `distributions.json`: the table draws a sweep's jobs
+        side by side from them (`sweep_figures.panels_figure`)."""
+        path = self.dirpath / "distributions.json"
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        write_json(path, saved | lines)
 
     def finish(self, loggers: Sequence[Logger]) -> None:
         """At the end of training: the last printout, then the figures over time."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from makemore_lab import ablation
 from makemore_lab.atomic import write_text
-from makemore_lab.sweep_figures import depth_figure, loss_curves
+from makemore_lab.sweep_figures import depth_figure, loss_curves, panels_figure
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+PANELS = ("activations_init", "activations_final", "gradients_init", "gradients_final")
+
+
 def ablation_table(sweep: Path, reference: bool) -> int:
     """Write the table and plots into `sweep` and print the table; exit 2 when it has no jobs."""
     jobs = ablation.find_jobs(sweep) if sweep.is_dir() else []
@@ -74,8 +77,15 @@ def ablation_table(sweep: Path, reference: bool) -> int:
     write_text(sweep / "ablation.csv", ablation.csv_text(header, body))
     loss_curves(jobs, labels).savefig(sweep / "loss_curves.png", dpi=80)
     depth_figure(jobs, labels).savefig(sweep / "depth_init.png", dpi=80)
+    depth_figure(jobs, labels, end=True).savefig(sweep / "depth_end.png", dpi=80)
+    written = ["loss_curves.png", "depth_init.png", "depth_end.png"]
+    for name in PANELS:  # the lecture's plots, one panel per job
+        fig = panels_figure(jobs, labels, name)
+        if fig is not None:
+            fig.savefig(sweep / f"{name}.png", dpi=80)
+            written.append(f"{name}.png")
     print("\n".join(md))
-    print(f"\nwrote {sweep / 'ablation.md'}, ablation.csv, loss_curves.png, depth_init.png")
+    print(f"\nwrote {sweep / 'ablation.md'}, ablation.csv, {', '.join(written)}")
     failed = [r["config"] for r in rows if r["status"] != "completed"]
     if failed:
         print(f"not completed: {'; '.join(failed)}", file=sys.stderr)
