@@ -30,7 +30,7 @@ class Thresholds:
     growing_ratio: float = 2.0  # last / first nonlinearity std: growing with depth
     update_low_log10: float = -4.0  # fastest hidden weight: far below the ~1e-3 rule
     update_high_log10: float = -2.0  # fastest hidden weight: far above the ~1e-3 rule
-    diverging_log10: float = -1.0  # any weight moving by a tenth of its size per step
+    diverging_log10: float = -1.0  # fastest hidden weight: a tenth of its size per step
     output_grad_ratio: float = 10.0  # output layer's grad:data over the hidden layers' median
     dead_pct: float = 10.0  # ReLU units dead for the whole batch
 
