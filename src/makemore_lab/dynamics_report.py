@@ -209,8 +209,10 @@ class DynamicsReport:
     def lines(self) -> list[str]:
         """The lecture's printouts for the last collected step, one line per layer."""
         lines = [self._layer_line(name, kind) for name, kind in self.layers.items()]
+        names = chart_names(self.layers)
         lines += [
-            self._weight_line(name, kind, shape) for name, (kind, shape) in self.weights.items()
+            self._weight_line(name, names.get(name, name), shape)
+            for name, (_, shape) in self.weights.items()
         ]
         return [line for line in lines if line]
 
@@ -230,12 +232,12 @@ class DynamicsReport:
             line += f" | grad mean {stat['act_grad_mean']:+f}, grad std {stat['act_grad_std']:e}"
         return line
 
-    def _weight_line(self, name: str, kind: str, shape: Shape) -> str | None:
+    def _weight_line(self, name: str, chart: str, shape: Shape) -> str | None:
         stat = self._values(name)
         if "weight_grad_std" not in stat:
             return None
         return (
-            f"weight {shape!s:>10} ({chart_names(self.layers).get(name, name)}) "
+            f"weight {shape!s:>10} ({chart}) "
             f"| mean {stat['weight_grad_mean']:+f} | std {stat['weight_grad_std']:e} "
             f"| grad:data ratio {stat['grad_data_ratio']:e} "
             f"| update:data log10 {stat['update_data_ratio_log10']:+.2f}"

@@ -71,12 +71,13 @@ def read_claim(run_dir: Path) -> dict[str, Any] | None:
     return holder if isinstance(holder, dict) else {}
 
 
-def check(run_dir: Path, resume: bool) -> None:
-    """Refuse a live run's directory, or an unfinished one without `resume=true`; writes
-    nothing (callers check the rest of the command before they `claim`)."""
+def check(run_dir: Path, resume: bool, take_over: bool = False) -> None:
+    """Refuse a live run's directory, or an unfinished one without `resume=true`. Writes
+    nothing (callers check the rest of the command before they `claim`), unless `take_over`:
+    then a dead run's claim (or this process's own) is removed for `resume=true`."""
     holder = read_claim(run_dir)
     if holder is not None:
-        _refuse_or_take_over(run_dir, holder, resume, take_over=False)
+        _refuse_or_take_over(run_dir, holder, resume, take_over)
     elif not resume and unfinished_without_claim(run_dir):
         raise UserError(_unfinished(run_dir, "no process claims it"))
 
@@ -85,11 +86,7 @@ def claim(run_dir: Path, resume: bool) -> None:
     """Claim `run_dir` for this process, or refuse as `check` does."""
     make_run_dir(run_dir)
     for _ in range(2):  # a second try after taking over a dead run's claim
-        holder = read_claim(run_dir)
-        if holder is not None:
-            _refuse_or_take_over(run_dir, holder, resume, take_over=True)
-        elif not resume and unfinished_without_claim(run_dir):
-            raise UserError(_unfinished(run_dir, "no process claims it"))
+        check(run_dir, resume, take_over=True)
         try:
             fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
