@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from benchmarks import reference_loop
 from makemore_lab.app import CONF_DIR
 from makemore_lab.stacked import StackedMLP
-from makemore_lab.stacked_steps import StackedSGD, StepDecay, draw_chunk, train_chunk
+from makemore_lab.stacked_steps import JobSGD, StackedSGD, draw_chunk, train_chunk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
         for g, gen in zip(gains, generators, strict=True)
     ]
     model = StackedMLP.from_networks(nets)
-    optimizer = StackedSGD(model, [StepDecay(0.1)] * jobs, lecture=True)
+    optimizer = StackedSGD(model, [JobSGD(0.1)] * jobs, lecture=True)
     x, y = dm.splits["train"]
     chunk = 500
     started = time.perf_counter()

@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+import torch
 
 from conftest import FAST, on_file, run_cli
+from makemore_lab import run_record
 from makemore_lab.errors import UserError
-from makemore_lab.resume import check_stacked_resume
+from makemore_lab.resume import check_resume
 from makemore_lab.run_claim import LOCK, _process_start
 
 
@@ -122,11 +123,17 @@ def test_max_steps_may_grow_on_resume_but_not_fall_below_the_checkpoint(
     assert "Nothing to train" in shorter.stderr and "trainer.max_steps=30 or more" in shorter.stderr
 
 
-def test_a_stacked_job_resumed_with_other_settings_is_refused(make_cfg, tmp_path: Path) -> None:
-    # A stacked group's checkpoint holds no per-job config: the job's config.yaml is compared.
-    run = tmp_path / "job"
+def test_a_group_checkpoint_of_an_earlier_version_is_refused_not_misread(
+    make_cfg, tmp_path: Path
+) -> None:
+    # Earlier versions kept a stacked group's state only in <sweep>/stacked/jobs_<nums>/.
+    sweep, run = tmp_path / "sweep", tmp_path / "sweep" / "job0"
+    group = sweep / "stacked" / "jobs_0_1" / "checkpoints" / "last.ckpt"
+    group.parent.mkdir(parents=True)
+    torch.save({"global_step": 20, "state_dict": {}, "makemore_stacked": {}}, group)
     run.mkdir()
-    OmegaConf.save(make_cfg(f"run_dir={run}"), run / "config.yaml", resolve=True)
-    check_stacked_resume(make_cfg(f"run_dir={run}", "resume=true"))  # the same: goes on
-    with pytest.raises(UserError, match=r"optim\.lr=0\.5 here, 0\.1 in the checkpoint"):
-        check_stacked_resume(make_cfg(f"run_dir={run}", "resume=true", "optim.lr=0.5"))
+    run_record.write_interrupted(run, 20, group, 15)
+    with pytest.raises(UserError, match=r"earlier version of makemore-lab.*new directory"):
+        check_resume(make_cfg(f"run_dir={run}", "resume=true"))
+    with pytest.raises(UserError, match=r"stacked group's checkpoint.*a job's own checkpoint"):
+        check_resume(make_cfg(f"run_dir={tmp_path / 'new'}", f"ckpt_path={group}"))

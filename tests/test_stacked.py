@@ -20,8 +20,8 @@ from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
 from makemore_lab.model import MLP
 from makemore_lab.stacked import StackedMLP, layer_kind
 from makemore_lab.stacked_steps import (
+    JobSGD,
     StackedSGD,
-    StepDecay,
     draw_chunk,
     job_losses,
     train_chunk,
@@ -63,8 +63,7 @@ def stacked_group(cfgs: list) -> tuple[StackedMLP, list[torch.Generator], list[M
 
 def train_stacked(cfgs: list, lecture: bool) -> tuple[StackedMLP, StackedSGD]:
     model, generators, _, dm = stacked_group(cfgs)
-    schedules = [StepDecay(c.optim.lr, c.optim.decay_step, c.optim.decay_gamma) for c in cfgs]
-    optimizer = StackedSGD(model, schedules, lecture=lecture)
+    optimizer = StackedSGD(model, [JobSGD.of(c) for c in cfgs], lecture=lecture)
     x, y = dm.splits["train"]
     for _ in range(0, STEPS, CHUNK):
         xs, ys = draw_chunk(x, y, generators, CHUNK, cfgs[0].data.batch_size)
@@ -97,7 +96,7 @@ def test_per_job_statistics_of_the_stacked_step_0_are_the_solo_runs(make_cfg, tm
     for cfg in cfgs:
         train(cfg)
     model, generators, _, dm = stacked_group(cfgs)
-    optimizer = StackedSGD(model, [StepDecay(c.optim.lr) for c in cfgs])
+    optimizer = StackedSGD(model, [JobSGD(c.optim.lr) for c in cfgs])
     layers = {str(i): m for i, m in enumerate(model.layers)}
     weights = model.weights()
     xs, ys = draw_chunk(*dm.splits["train"], generators, 1, cfgs[0].data.batch_size)
@@ -150,7 +149,7 @@ def test_groups_side_by_side_draw_no_live_display(make_cfg, tmp_path: Path) -> N
     ]  # the default display: the rich bar and the model table
     cfgs = [OmegaConf.create(OmegaConf.to_container(c, resolve=True)) for c in cfgs]
     for live in (True, False):
-        trainer = build_group(cfgs, tmp_path / f"group_{live}", live_display=live).trainer
+        trainer = build_group(cfgs, live_display=live).trainer
         assert any(isinstance(c, ProgressBar) for c in trainer.callbacks) is live
         assert (trainer.progress_bar_callback is not None) is live
         assert any(isinstance(c, ModelSummary) for c in trainer.callbacks) is live

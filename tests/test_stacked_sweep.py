@@ -20,7 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import FAST, ROOT, on_file, run_cli
-from makemore_lab.stacked_sweep import group_jobs
+from makemore_lab.stacking import group_jobs
 
 HEADLINE = ["model.batchnorm=true,false", "init.gain=1,5/3"]
 JOBS = [
@@ -143,7 +143,10 @@ def test_jobs_stack_when_only_seed_init_and_learning_rate_differ() -> None:
         ["model.batchnorm=false", "optim.decay_step=5"],
         ["compile=true"],  # alone
     )
-    assert group_jobs(cfgs) == [[0, 1], [2, 5], [3], [4], [6]]
+    grouping = group_jobs(cfgs)
+    assert grouping.groups == [[0, 1], [2, 5], [3], [4], [6]]
+    assert grouping.alone.keys() == {3, 4, 6}
+    assert "no other job shares" in grouping.alone[4]
 
 
 def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
@@ -164,7 +167,7 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
             [sys.executable, *args, f"hydra.sweep.dir={out}"], cwd=ROOT, stdout=log, stderr=log
         )
     deadline = time.monotonic() + 120
-    while len(list((out / "stacked").glob("*/checkpoints/step*.ckpt"))) < 2:
+    while len(list(out.glob("*/checkpoints/step*.ckpt"))) < 2:  # each job's own
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
@@ -173,6 +176,10 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
     assert len(jobs) == 4
     stopped = {job: json.loads((out / job / "metrics.json").read_text()) for job in jobs}
     assert all(r["status"] == "interrupted" and 0 < r["steps"] < 400 for r in stopped.values())
+    for job in jobs:  # each job's own last.ckpt, in the solo format, which the sampler reads
+        assert stopped[job]["checkpoint"] == str(out / job / "checkpoints" / "last.ckpt")
+    sampled = run_cli("-m", "makemore_lab.sample_cli", str(out / jobs[0]), "--count", "2")
+    assert sampled.returncode == 0, sampled.stderr
 
     resumed = run_cli(*args, f"hydra.sweep.dir={out}", "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -186,6 +193,8 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
         assert (out / job / "dynamics.csv").read_text() == (
             tmp_path / "straight" / job / "dynamics.csv"
         ).read_text()
+        checkpoints = sorted(p.name for p in (out / job / "checkpoints").iterdir())
+        assert checkpoints == ["last.ckpt", "step400.ckpt"]  # no last-v1.ckpt beside it
 
 
 def test_optuna_stacks_each_batch_of_trials(names_file: Path, tmp_path: Path) -> None:

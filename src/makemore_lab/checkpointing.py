@@ -67,10 +67,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class SaveOnInterrupt(Callback):
-    """On SIGTERM or Ctrl-C: finish the chunk, save `path` (a resumable checkpoint), stop."""
+    """On SIGTERM or Ctrl-C: finish the chunk, save `path` (a resumable checkpoint), stop.
 
-    def __init__(self, path: str | Path) -> None:
+    A stacked group passes each job's last.ckpt; each is saved as that job's own.
+    """
+
+    def __init__(self, path: str | Path, *more: str | Path) -> None:
         self.path = Path(path)
+        self.paths = [self.path, *map(Path, more)]  # a stacked group: every job's last.ckpt
         self.signal: int | None = None  # the signal received, if any
         self._previous: dict[int, Any] = {}
 
@@ -97,7 +101,10 @@ class SaveOnInterrupt(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
         if self.signal is not None and not trainer.should_stop:
-            trainer.save_checkpoint(self.path)
+            stopped = getattr(pl_module, "diverged", {})  # a group's diverged jobs had stopped
+            for job, path in enumerate(self.paths):
+                if job not in stopped:
+                    trainer.save_checkpoint(path)
             trainer.should_stop = True
 
     def _restore(self) -> None:
@@ -130,6 +137,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"truncated or not a checkpoint; use another one, e.g. the step<N>.ckpt in the "
             f"same checkpoints/ folder."
         ) from None
+    if isinstance(ckpt, dict) and "makemore_stacked" in ckpt:
+        raise UserError(
+            f"{path} is a stacked group's checkpoint, written by an earlier version of "
+            f"makemore-lab; it holds several jobs and no job's config. Use a job's own "
+            f"checkpoint (<job dir>/checkpoints/last.ckpt), which this version writes."
+        )
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     if "config" not in hparams or "vocab" not in hparams or "state_dict" not in ckpt:
         raise UserError(

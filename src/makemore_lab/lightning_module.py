@@ -52,6 +52,23 @@ def first_loss_hint(config: dict[str, Any]) -> tuple[str, str]:
     return hint, cause
 
 
+def diverged(
+    config: dict[str, Any], step: int, loss: float, last: float | None
+) -> TrainingDiverged:
+    """The error for a loss that stopped being finite at `step`, with advice for this config."""
+    if step == 0:  # the loss before any update: not the learning rate's doing
+        return TrainingDiverged(0, loss, None, *first_loss_hint(config))
+    lr = (config.get("optim") or {}).get("lr")
+    gain = (config.get("init") or {}).get("gain")
+    hint = (
+        f"try a smaller learning rate (it is optim.lr={lr}) or initialization gain (it is "
+        f"init.gain={gain})"
+    )
+    if not (config.get("model") or {}).get("batchnorm", True):
+        hint += ", or BatchNorm (model.batchnorm=true)"
+    return TrainingDiverged(step, loss, last, hint + ".")
+
+
 def lean_steps(trainer: L.Trainer) -> Any:
     """Lightning's count of optimizer steps, when a step may bypass Lightning's wrappers.
 
@@ -177,18 +194,7 @@ class MakemoreModule(L.LightningModule):
             self._last_loss = values[-1]
             return
         last = values[bad - 1] if bad > 0 else self._last_loss
-        config = self.hparams.get("config") or {}
-        if first + bad == 0:  # the loss before any update: not the learning rate's doing
-            raise TrainingDiverged(0, values[0], None, *first_loss_hint(config))
-        lr = (config.get("optim") or {}).get("lr")
-        gain = (config.get("init") or {}).get("gain")
-        hint = (
-            f"try a smaller learning rate (it is optim.lr={lr}) or initialization gain (it is "
-            f"init.gain={gain})"
-        )
-        if not (config.get("model") or {}).get("batchnorm", True):
-            hint += ", or BatchNorm (model.batchnorm=true)"
-        raise TrainingDiverged(first + bad, values[bad], last, hint + ".")
+        raise diverged(self.hparams.get("config") or {}, first + bad, values[bad], last)
 
     def _log_losses(self, first: int, values: list[float], points: list[tuple[int, float]]) -> None:
         """Log the mean loss of each window ending at a logged step, at that optimizer step.

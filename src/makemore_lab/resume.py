@@ -111,15 +111,6 @@ def refuse_changes(cfg: DictConfig, trained_with: dict[str, Any], source: str) -
         )
 
 
-def check_stacked_resume(cfg: DictConfig) -> None:
-    """A stacked job resumed (`resume=true`): its settings against its run's config.yaml (the
-    group's checkpoint holds no per-job config)."""
-    saved = Path(cfg.run_dir) / "config.yaml"
-    if cfg.get("resume") and saved.is_file():
-        trained_with = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
-        refuse_changes(cfg, trained_with, f"The run in {cfg.run_dir}")
-
-
 def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
     """Refuse, before anything is written, a resume whose checkpoint trained with other
     settings or past `trainer.max_steps`. Returns the checkpoint read (None: a new run)."""
@@ -153,9 +144,23 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
             "the checkpoint to continue from as ckpt_path=path/to/last.ckpt."
         )
     if not last.is_file():  # e.g. a sweep's job that had not started, or not saved yet
+        refuse_group_checkpoint(cfg)
         log.warning("resume=true: there is no checkpoint at %s, so this run starts at step 0", last)
         return None
     return last
+
+
+def refuse_group_checkpoint(cfg: DictConfig) -> None:
+    """Refuse a stacked job that an earlier version saved only in its group's checkpoint."""
+    saved = str(run_record.read(cfg.run_dir).get("checkpoint", ""))
+    if "/stacked/jobs_" in saved:
+        raise UserError(
+            f"run_dir={cfg.run_dir} was interrupted by an earlier version of makemore-lab, "
+            f"which saved it only inside its stacked group's checkpoint ({saved}). This "
+            f"version resumes every job from its own checkpoints/last.ckpt and does not read "
+            f"group checkpoints, so it cannot continue this job. Run the sweep again in a new "
+            f"directory (hydra.sweep.dir=...), or finish it with the version that started it."
+        )
 
 
 def resume_command(cfg: DictConfig) -> str:

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import Logger
 
 from makemore_lab.lightning_module import lean_steps
 from makemore_lab.stacked import StackedMLP
-from makemore_lab.stacked_steps import StackedSGD, StepDecay, job_losses
+from makemore_lab.stacked_steps import JobSGD, StackedSGD, job_losses
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -31,14 +31,16 @@ class StackedModule(L.LightningModule):
     def __init__(
         self,
         net: StackedMLP,
-        schedules: Sequence[StepDecay],
+        optimizers: Sequence[JobSGD],
         lecture: bool,
         job_loggers: Sequence[Sequence[Logger]],
+        job_hparams: Sequence[dict[str, Any]] = (),
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.net, self.schedules, self.lecture = net, list(schedules), lecture
+        self.net, self.job_optimizers, self.lecture = net, list(optimizers), lecture
         self.job_loggers = [list(loggers) for loggers in job_loggers]
+        self.job_hparams = list(job_hparams)
         self.jobs = net.jobs
         self.step0_losses: list[float] | None = None
         self.unlogged: list[list[float]] = [[] for _ in range(self.jobs)]
@@ -54,7 +56,14 @@ class StackedModule(L.LightningModule):
         self.watched_steps, self.before_watched = frozenset(steps), before
 
     def configure_optimizers(self) -> StackedSGD:
-        return StackedSGD(self.net, self.schedules, lecture=self.lecture)
+        return StackedSGD(self.net, self.job_optimizers, lecture=self.lecture)
+
+    def on_fit_start(self) -> None:
+        """Each job's hyperparameters to its own loggers, as Lightning logs a solo run's."""
+        for loggers, hparams in zip(self.job_loggers, self.job_hparams, strict=False):
+            for logger in loggers:
+                logger.log_hyperparams(hparams)
+                logger.save()
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         xs, ys = batch  # (N, chunk, B, block), (N, chunk, B)

@@ -12,7 +12,6 @@ above 1 (-1: one per core), groups run side by side, one process each (`group_pr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -35,49 +34,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from makemore_lab import run_claim, run_record
 from makemore_lab.config_checks import check_config, check_device
 from makemore_lab.group_processes import Task, run_parallel
-from makemore_lab.resume import check_stacked_resume, finished_run
+from makemore_lab.resume import check_resume, finished_run
+from makemore_lab.stacking import Grouping, group_jobs
 
 log = logging.getLogger(__name__)
-
-# What may differ between the jobs of one group (dotted keys of the job's config).
-STACKABLE = (
-    "seed",
-    "init",
-    "optim.lr",
-    "optim.decay_step",
-    "optim.decay_gamma",
-    "run_dir",
-    "samples",
-    "reference",
-    "logger",
-)
-OPTIMIZERS = ("torch.optim.SGD", "makemore_lab.optim.LectureSGD")
-
-
-def group_key(cfg: DictConfig) -> str | None:
-    """Equal for jobs that can train as one group; None for a job that trains alone."""
-    if cfg.get("compile") or cfg.get("ckpt_path"):
-        return None
-    if OmegaConf.select(cfg, "optim.optimizer._target_") not in OPTIMIZERS:
-        return None
-    config = OmegaConf.to_container(cfg, resolve=False)  # interpolations as written
-    config.pop("hydra", None)
-    for key in STACKABLE:
-        *parents, last = key.split(".")
-        node = config
-        for parent in parents:
-            node = node.get(parent) or {}
-        node.pop(last, None)
-    return json.dumps(config, sort_keys=True, default=str)
-
-
-def group_jobs(cfgs: Sequence[DictConfig]) -> list[list[int]]:
-    """Job indices by group, in order of their first job; jobs that cannot stack alone."""
-    groups: dict[str, list[int]] = {}
-    for i, cfg in enumerate(cfgs):
-        key = group_key(cfg)
-        groups.setdefault(key if key is not None else f"alone {i}", []).append(i)
-    return list(groups.values())
 
 
 @dataclass
@@ -86,6 +46,7 @@ class Prepared:
 
     cfg: DictConfig | None  # resolved (run_dir and all), or None if it failed its checks
     finished: dict[str, Any] | None  # the record of a completed run being resumed
+    resume_step: int | None = None  # the step of its own last.ckpt it continues from
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -95,14 +56,14 @@ def prepare(cfg: DictConfig) -> Prepared:
     try:
         check_config(cfg)
         check_device(cfg)
-        finished = finished_run(cfg)
+        finished, ckpt = finished_run(cfg), None
         if finished is None:
             run_claim.check(Path(cfg.run_dir), bool(cfg.get("resume")))  # another run's?
-            check_stacked_resume(cfg)  # other settings than the run it resumes?
+            ckpt = check_resume(cfg)  # other settings than the run it resumes, an old one?
             run_claim.claim(Path(cfg.run_dir), bool(cfg.get("resume")))
             run_claim.write_hydra_record(cfg, Path(cfg.run_dir))  # this job's Hydra context
         resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        return Prepared(resolved, finished)
+        return Prepared(resolved, finished, int(ckpt["global_step"]) if ckpt else None)
     except Exception as err:
         handle_job_error(cfg, err)
         return Prepared(None, None)
@@ -122,14 +83,12 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
         with open_dict(cfg):
             cfg.hydra.job.id = cfg.hydra.job.num = idx
         configs.append(cfg)
-    groups = group_jobs(configs)
-    describe(groups, configs)
+    grouping = group_jobs(configs)
+    groups = grouping.groups
+    describe(grouping, configs)
     n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else (os.cpu_count() or 1)
     side_by_side = n_jobs > 1 and len(groups) > 1
-    tasks = [
-        group_task(launcher, [configs[i] for i in group], sweep_dir, not side_by_side)
-        for group in groups
-    ]
+    tasks = [group_task(launcher, [configs[i] for i in g], not side_by_side) for g in groups]
     if side_by_side:
         results = run_parallel(tasks, n_jobs)  # groups side by side, one process each
     else:
@@ -145,28 +104,31 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     return [returns[i] for i in range(len(configs))]
 
 
-def group_task(
-    launcher: Any, configs: list[DictConfig], sweep_dir: Path, live_display: bool
-) -> Task:
-    """What runs one group: stacked if its jobs stack, else each job as the basic launcher."""
-    if len(configs) > 1 and group_key(configs[0]) is not None:
-        return partial(run_group, launcher, configs, sweep_dir, live_display)
+def group_task(launcher: Any, configs: list[DictConfig], live_display: bool) -> Task:
+    """What runs one group: stacked if it has several jobs, else the job as the basic launcher."""
+    if len(configs) > 1:
+        return partial(run_group, launcher, configs, live_display)
     return partial(run_alone, launcher, configs)
 
 
-def describe(groups: list[list[int]], configs: list[DictConfig]) -> None:
-    """Print the groups: which jobs train together, named by the overrides that vary."""
+def describe(grouping: Grouping, configs: list[DictConfig]) -> None:
+    """Print the groups: which jobs train together, named by the overrides that vary, and why
+    a job trains alone."""
     overrides = [filter_overrides(cfg.hydra.overrides.task) for cfg in configs]
     shared = set.intersection(*(set(o) for o in overrides))
     lines = []
-    for group in groups:
+    for group in grouping.groups:
         nums = ", #".join(str(configs[i].hydra.job.num) for i in group)
-        together = len(group) > 1 and group_key(configs[group[0]]) is not None
-        how = f"{len(group)} jobs stacked" if together else "alone"
         varying = "; ".join(" ".join(o for o in overrides[i] if o not in shared) for i in group)
-        lines.append(f"  #{nums}: {how} ({varying or 'defaults'})")
+        if len(group) > 1:
+            lines.append(f"  #{nums}: {len(group)} jobs stacked ({varying or 'defaults'})")
+        else:
+            lines.append(f"  #{nums} alone: {grouping.alone[group[0]]} ({varying or 'defaults'})")
     log.info(
-        "stacked launcher: %d jobs in %d groups\n%s", len(configs), len(groups), "\n".join(lines)
+        "stacked launcher: %d jobs in %d groups\n%s",
+        len(configs),
+        len(grouping.groups),
+        "\n".join(lines),
     )
 
 
@@ -187,19 +149,28 @@ def run_alone(launcher: Any, configs: list[DictConfig]) -> list[JobReturn]:
 
 
 def run_group(
-    launcher: Any, configs: list[DictConfig], sweep_dir: Path, live_display: bool = True
+    launcher: Any, configs: list[DictConfig], live_display: bool = True
 ) -> list[JobReturn]:
-    """One stacking group: each job prepared in its directory, then all trained as one."""
+    """One stacking group: each job prepared in its directory, then trained together with the
+    jobs that start from the same step (a resumed sweep: each from its own last.ckpt)."""
     returns = [run_in_job_dir(launcher, cfg, prepare) for cfg in configs]
     prepared = [ret.return_value for ret in returns]
-    ready = [i for i, p in enumerate(prepared) if p.cfg is not None and p.finished is None]
     values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p.finished}
-    if ready:
-        nums = "_".join(str(configs[i].hydra.job.num) for i in ready)
-        group_dir = sweep_dir / "stacked" / f"jobs_{nums}"
+    by_step: dict[int | None, list[int]] = {}
+    for i, p in enumerate(prepared):
+        if p.cfg is not None and p.finished is None:
+            by_step.setdefault(p.resume_step, []).append(i)
+    if len(by_step) > 1:
+        log.info("resumed jobs at other steps train apart: %s", sorted(by_step.values()))
+    for ready in by_step.values():
+        if len(ready) == 1:  # alone now (the others finished, or resume elsewhere): solo
+            values[ready[0]] = run_in_job_dir(
+                launcher, configs[ready[0]], launcher.task_function
+            ).return_value
+            continue
         cfgs = [prepared[i].cfg for i in ready]
         try:
-            values |= train_ready(cfgs, ready, group_dir, configs[ready[0]], live_display)
+            values |= train_ready(cfgs, ready, configs[ready[0]], live_display)
         finally:  # every job has recorded how it ended
             for cfg in cfgs:
                 run_claim.release(Path(cfg.run_dir))
@@ -209,11 +180,7 @@ def run_group(
 
 
 def train_ready(
-    cfgs: list[DictConfig],
-    indices: list[int],
-    group_dir: Path,
-    hydra_cfg: DictConfig,
-    live_display: bool = True,
+    cfgs: list[DictConfig], indices: list[int], hydra_cfg: DictConfig, live_display: bool = True
 ) -> dict[int, float]:
     """Train the group; each job's val loss (NaN if it did not complete).
 
@@ -226,7 +193,7 @@ def train_ready(
     quiet_lightning()
     HydraConfig.instance().set_config(hydra_cfg)
     try:
-        metrics = train_group(cfgs, group_dir, live_display)
+        metrics = train_group(cfgs, live_display)
     except Exception as err:  # recorded for every job of the group, said once; the sweep goes on
         handle_job_error(cfgs[0], err)
         for cfg in cfgs[1:]:
