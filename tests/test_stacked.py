@@ -19,6 +19,7 @@ from makemore_lab.dynamics import OutputCapture
 from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
 from makemore_lab.model import MLP
 from makemore_lab.stacked import StackedMLP, layer_kind
+from makemore_lab.stacked_engine import StackedEngine
 from makemore_lab.stacked_steps import (
     JobSGD,
     StackedSGD,
@@ -26,7 +27,6 @@ from makemore_lab.stacked_steps import (
     job_losses,
     train_chunk,
 )
-from makemore_lab.stacked_train import build_group
 from makemore_lab.train import train
 
 STEPS, CHUNK = 30, 5
@@ -149,7 +149,7 @@ def test_groups_side_by_side_draw_no_live_display(make_cfg, tmp_path: Path) -> N
     ]  # the default display: the rich bar and the model table
     cfgs = [OmegaConf.create(OmegaConf.to_container(c, resolve=True)) for c in cfgs]
     for live in (True, False):
-        trainer = build_group(cfgs, live_display=live).trainer
+        trainer = StackedEngine.build(cfgs, [None, None], live_display=live).trainer
         assert any(isinstance(c, ProgressBar) for c in trainer.callbacks) is live
         assert (trainer.progress_bar_callback is not None) is live
         assert any(isinstance(c, ModelSummary) for c in trainer.callbacks) is live

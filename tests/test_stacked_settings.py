@@ -17,9 +17,8 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from makemore_lab.stacked_sweep import describe
-from makemore_lab.stacked_train import train_group
 from makemore_lab.stacking import group_jobs
-from makemore_lab.train import train
+from makemore_lab.train import train, train_jobs
 
 # Settings the stacked engine reproduces per job: all of them train as one group.
 STACKS = {
@@ -94,7 +93,7 @@ def trained(names_file: Path, tmp_path_factory: pytest.TempPathFactory):
     assert group_jobs(group).groups == [list(range(len(STACKS)))]
     for solo in solos:
         train(solo)
-    train_group(group)
+    train_jobs(group, [None] * len(group))
     return solos, group
 
 

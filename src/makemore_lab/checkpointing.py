@@ -37,7 +37,15 @@ log = logging.getLogger(__name__)
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """`ModelCheckpoint` that also writes the last step (top-k file and `last.ckpt`) at the end."""
+    """`ModelCheckpoint` that also writes the last step (top-k file and `last.ckpt`) at the end,
+    and nothing once its job's loss stopped being finite (a diverged run keeps the checkpoints
+    from before)."""
+
+    job = 0  # the job of the module it saves (a stacked group has several)
+
+    def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
+        stopped = self.job in getattr(trainer.lightning_module, "diverged", {})
+        return stopped or super()._should_skip_saving_checkpoint(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)

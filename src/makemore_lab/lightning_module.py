@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.plugins.precision import Precision
-from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import nn
 
-from makemore_lab.errors import TrainingDiverged
 from makemore_lab.optim import direct_update
+from makemore_lab.training_step import divergence, lean_steps
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -30,58 +27,6 @@ def split_loss(net: nn.Module, batches: Iterable[Batch]) -> float:
         count += y.numel()
     net.train(was_training)
     return total / count
-
-
-def first_loss_hint(config: dict[str, Any]) -> tuple[str, str]:
-    """(hint, cause) for a loss that is not finite at step 0, before any update."""
-    cause = "No update had happened yet, so the learning rate is not the cause:"
-    batch = (config.get("data") or {}).get("batch_size")
-    model = config.get("model") or {}
-    if (model.get("batchnorm") or model.get("output_batchnorm")) and batch == 1:
-        hint = (
-            "BatchNorm normalises each unit over the minibatch, and the variance of "
-            "data.batch_size=1 example is 0/0. Use data.batch_size=2 or more, or "
-            "model.batchnorm=false."
-        )
-    else:
-        gain = (config.get("init") or {}).get("gain")
-        hint = (
-            f"the initialization (it is init.gain={gain}) or the data make the first forward "
-            f"pass overflow. Try a smaller init.gain, or the defaults of init/."
-        )
-    return hint, cause
-
-
-def diverged(
-    config: dict[str, Any], step: int, loss: float, last: float | None
-) -> TrainingDiverged:
-    """The error for a loss that stopped being finite at `step`, with advice for this config."""
-    if step == 0:  # the loss before any update: not the learning rate's doing
-        return TrainingDiverged(0, loss, None, *first_loss_hint(config))
-    lr = (config.get("optim") or {}).get("lr")
-    gain = (config.get("init") or {}).get("gain")
-    hint = (
-        f"try a smaller learning rate (it is optim.lr={lr}) or initialization gain (it is "
-        f"init.gain={gain})"
-    )
-    if not (config.get("model") or {}).get("batchnorm", True):
-        hint += ", or BatchNorm (model.batchnorm=true)"
-    return TrainingDiverged(step, loss, last, hint + ".")
-
-
-def lean_steps(trainer: L.Trainer) -> Any:
-    """Lightning's count of optimizer steps, when a step may bypass Lightning's wrappers.
-
-    With full precision on one device, Lightning's `manual_backward` and optimizer wrapper add
-    only bookkeeping and hooks around `loss.backward()` and `optimizer.step()`: a step can call
-    torch directly and advance this counter, which `trainer.global_step` reads. Other setups
-    (mixed precision scales the loss; several devices reduce gradients) return None.
-    """
-    if type(trainer.precision_plugin) is not Precision:
-        return None
-    if not isinstance(trainer.strategy, SingleDeviceStrategy):
-        return None
-    return trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
 
 
 class MakemoreModule(L.LightningModule):
@@ -119,6 +64,8 @@ class MakemoreModule(L.LightningModule):
         self.before_watched: Callable[[int], None] | None = None
         # The first minibatch's loss, before any update, as the lecture prints it.
         self.step0_loss: torch.Tensor | None = None
+        self.diverged: dict[int, dict[str, Any]] = {}  # {0: where} once the loss is not finite
+        self.resumed_from_step: int | None = None  # set when Lightning restores a checkpoint
         self._unlogged_losses: list[float] = []  # the losses since the last logged point
         self._last_loss: float | None = None  # the last step's loss, for divergence reports
         self._eval_sum = torch.zeros(())
@@ -188,13 +135,14 @@ class MakemoreModule(L.LightningModule):
         self.log("train/loss", values[-1], prog_bar=True, logger=False)
 
     def _check_finite(self, first: int, values: list[float]) -> None:
-        """Stop a diverging run at the end of the chunk, naming the step it diverged at."""
-        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
-        if bad is None:
+        """Stop a diverging run at the end of the chunk, keeping where it diverged (the
+        driver records it and raises the error)."""
+        found = divergence(first, values, self._last_loss)
+        if found is None:
             self._last_loss = values[-1]
             return
-        last = values[bad - 1] if bad > 0 else self._last_loss
-        raise diverged(self.hparams.get("config") or {}, first + bad, values[bad], last)
+        self.diverged[0] = found
+        self.trainer.should_stop = True
 
     def _log_losses(self, first: int, values: list[float], points: list[tuple[int, float]]) -> None:
         """Log the mean loss of each window ending at a logged step, at that optimizer step.
@@ -221,6 +169,7 @@ class MakemoreModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.resumed_from_step = checkpoint["global_step"]
         state = checkpoint.get("makemore") or {}
         self._unlogged_losses = list(state.get("window", []))
         self._last_loss = state.get("last_loss")
@@ -240,7 +189,7 @@ class MakemoreModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         loss = self._eval_sum / max(self._eval_count, 1)
         self.log("val/loss", loss, prog_bar=True, logger=False)
-        if not self.trainer.sanity_checking:
+        if not self.trainer.sanity_checking and not self.diverged:  # it had stopped
             for logger in self.loggers:  # at the optimizer step, like train/loss
                 logger.log_metrics({"val/loss": loss.item()}, step=self.global_step)
 

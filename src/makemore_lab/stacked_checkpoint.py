@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -36,7 +35,7 @@ def job_suffix(job: int) -> str:
 
 class JobCheckpoint(StepCheckpoint):
     """Job `job`'s ModelCheckpoint in a group: its folder, its top-k and last, its own state
-    (keyed apart from the other jobs'); nothing once the job diverged (its solo run stopped)."""
+    (keyed apart from the other jobs')."""
 
     def __init__(self, job: int, **settings: Any) -> None:
         super().__init__(**settings)
@@ -47,10 +46,6 @@ class JobCheckpoint(StepCheckpoint):
         """The solo run's key (a `StepCheckpoint`'s), marked with the job."""
         key = super().state_key.removeprefix(type(self).__qualname__)
         return StepCheckpoint.__qualname__ + key + job_suffix(self.job)
-
-    def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
-        stopped = self.job in getattr(trainer.lightning_module, "diverged", {})
-        return stopped or super()._should_skip_saving_checkpoint(trainer)
 
 
 @dataclass
@@ -156,7 +151,6 @@ def join(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:
         "last_losses": [m["last_loss"] for m in logging],
         "step0_losses": None if None in step0 else step0,
         "diverged": {},
-        "frozen_states": {},
     }
     return group
 

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 
-from makemore_lab.lightning_module import lean_steps
 from makemore_lab.stacked import StackedMLP
 from makemore_lab.stacked_steps import JobSGD, StackedSGD, job_losses
+from makemore_lab.training_step import divergence, lean_steps
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -46,7 +46,6 @@ class StackedModule(L.LightningModule):
         self.unlogged: list[list[float]] = [[] for _ in range(self.jobs)]
         self.last_losses: list[float | None] = [None] * self.jobs
         self.diverged: dict[int, dict[str, Any]] = {}  # job -> where and how it diverged
-        self.frozen_states: dict[int, dict[str, torch.Tensor]] = {}  # its weights then
         self.watched_steps: frozenset[int] = frozenset()
         self.before_watched: Callable[[int], None] | None = None
         self.resumed_from_step: int | None = None  # set when Lightning restores a checkpoint
@@ -108,18 +107,11 @@ class StackedModule(L.LightningModule):
         for job, losses in enumerate(values):
             if job in self.diverged:
                 continue
-            bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-            if bad is None:
+            found = divergence(first, losses, self.last_losses[job])
+            if found is None:
                 self.last_losses[job] = losses[-1]
                 continue
-            last = losses[bad - 1] if bad > 0 else self.last_losses[job]
-            self.diverged[job] = {
-                "step": first + bad,
-                "loss": losses[bad],
-                "last_finite": last,
-                "steps": first + len(losses),  # a solo run stops at the end of this chunk
-            }
-            self.frozen_states[job] = self.net.network_state(job)
+            self.diverged[job] = found
             opt.freeze([job])
 
     def _log_losses(
@@ -167,7 +159,6 @@ class StackedModule(L.LightningModule):
             "last_losses": self.last_losses,
             "step0_losses": self.step0_losses,
             "diverged": self.diverged,
-            "frozen_states": self.frozen_states,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -177,4 +168,3 @@ class StackedModule(L.LightningModule):
         self.last_losses = list(state["last_losses"])
         self.step0_losses = state["step0_losses"]
         self.diverged = dict(state["diverged"])
-        self.frozen_states = dict(state["frozen_states"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,41 +31,25 @@ from hydra.core.utils import (
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from makemore_lab import run_claim, run_record
-from makemore_lab.config_checks import check_config, check_device
 from makemore_lab.group_processes import Task, run_parallel
-from makemore_lab.resume import check_resume, finished_run
 from makemore_lab.stacking import Grouping, group_jobs
+from makemore_lab.train import Prepared, prepare_job, train_jobs
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Prepared:
-    """A job after its checks, in its own run directory's context."""
-
-    cfg: DictConfig | None  # resolved (run_dir and all), or None if it failed its checks
-    finished: dict[str, Any] | None  # the record of a completed run being resumed
-    resume_step: int | None = None  # the step of its own last.ckpt it continues from
-
-
-def prepare(cfg: DictConfig) -> Prepared:
-    """The task each job runs first: refuse bad input, skip a finished run, resolve the config."""
+def prepare(cfg: DictConfig) -> Prepared | None:
+    """The task each job runs first, in its own directory's context: the driver's checks and
+    claim (`prepare_job`), the config resolved; None if refused (its record is written)."""
     from makemore_lab.app import handle_job_error
 
     try:
-        check_config(cfg)
-        check_device(cfg)
-        finished, ckpt = finished_run(cfg), None
-        if finished is None:
-            run_claim.check(Path(cfg.run_dir), bool(cfg.get("resume")))  # another run's?
-            ckpt = check_resume(cfg)  # other settings than the run it resumes, an old one?
-            run_claim.claim(Path(cfg.run_dir), bool(cfg.get("resume")))
-            run_claim.write_hydra_record(cfg, Path(cfg.run_dir))  # this job's Hydra context
-        resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        return Prepared(resolved, finished, int(ckpt["global_step"]) if ckpt else None)
+        prepared = prepare_job(cfg)
+        prepared.cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        return prepared
     except Exception as err:
         handle_job_error(cfg, err)
-        return Prepared(None, None)
+        return None
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) -> list[JobReturn]:
@@ -154,11 +137,11 @@ def run_group(
     """One stacking group: each job prepared in its directory, then trained together with the
     jobs that start from the same step (a resumed sweep: each from its own last.ckpt)."""
     returns = [run_in_job_dir(launcher, cfg, prepare) for cfg in configs]
-    prepared = [ret.return_value for ret in returns]
-    values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p.finished}
+    prepared: list[Prepared | None] = [ret.return_value for ret in returns]
+    values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p and p.finished}
     by_step: dict[int | None, list[int]] = {}
     for i, p in enumerate(prepared):
-        if p.cfg is not None and p.finished is None:
+        if p is not None and p.finished is None:
             by_step.setdefault(p.resume_step, []).append(i)
     if len(by_step) > 1:
         log.info("resumed jobs at other steps train apart: %s", sorted(by_step.values()))
@@ -168,32 +151,32 @@ def run_group(
                 launcher, configs[ready[0]], launcher.task_function
             ).return_value
             continue
-        cfgs = [prepared[i].cfg for i in ready]
+        jobs = [prepared[i] for i in ready]
         try:
-            values |= train_ready(cfgs, ready, configs[ready[0]], live_display)
+            values |= train_ready(jobs, ready, configs[ready[0]], live_display)
         finally:  # every job has recorded how it ended
-            for cfg in cfgs:
-                run_claim.release(Path(cfg.run_dir))
+            for job in jobs:
+                run_claim.release(Path(job.cfg.run_dir))
     for i, ret in enumerate(returns):
         ret.status, ret.return_value = JobStatus.COMPLETED, values.get(i, float("nan"))
     return returns
 
 
 def train_ready(
-    cfgs: list[DictConfig], indices: list[int], hydra_cfg: DictConfig, live_display: bool = True
+    jobs: list[Prepared], indices: list[int], hydra_cfg: DictConfig, live_display: bool = True
 ) -> dict[int, float]:
-    """Train the group; each job's val loss (NaN if it did not complete).
+    """Train the group through the driver; each job's val loss (NaN if it did not complete).
 
     `hydra_cfg` (a job's sweep config) is Hydra's config while the group trains: the command
     that resumes the sweep is read from it.
     """
     from makemore_lab.app import handle_job_error, quiet_lightning
-    from makemore_lab.stacked_train import train_group
 
     quiet_lightning()
     HydraConfig.instance().set_config(hydra_cfg)
+    cfgs = [job.cfg for job in jobs]
     try:
-        metrics = train_group(cfgs, live_display)
+        metrics = train_jobs(cfgs, [job.ckpt for job in jobs], live_display=live_display)
     except Exception as err:  # recorded for every job of the group, said once; the sweep goes on
         handle_job_error(cfgs[0], err)
         for cfg in cfgs[1:]:

@@ -1,7 +1,10 @@
-"""`train(cfg) -> metrics`: build, fit, evaluate, record, sample. One run, start to end.
+"""The driver: a list of jobs trained start to end; a solo run is a list of one.
 
-Plain and testable: tests call it with configs from Hydra's compose API; `app.py` is the
-Hydra application that calls it for `python train.py`.
+`prepare_job` checks a job, claims its run directory and writes Hydra's record there;
+`train_jobs` builds the engine (`SoloEngine` for one job, `StackedEngine` for a stacked
+group), fits it, records an interruption or a divergence, then, per job, evaluates, records,
+samples and summarises. `train(cfg)` is both for one run: tests call it with configs from
+Hydra's compose API, `app.py` for `python train.py`, the stacked launcher per job and group.
 """
 
 from __future__ import annotations
@@ -19,89 +22,155 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from makemore_lab import run_claim, run_record
-from makemore_lab.checkpointing import (
-    AtomicCheckpointIO,
-    SaveOnInterrupt,
-    check_resumable,
-    last_checkpoint,
-    read_checkpoint,
-)
-from makemore_lab.config_checks import check_config, check_device, step_cadences
+from makemore_lab.checkpointing import last_checkpoint
+from makemore_lab.config_checks import check_config, check_device
 from makemore_lab.data import NamesDataModule, Vocab
 from makemore_lab.dynamics import TrainingDynamics
+from makemore_lab.engine import Engine
 from makemore_lab.errors import RunInterrupted, TrainingDiverged
-from makemore_lab.lightning_module import MakemoreModule, split_loss
-from makemore_lab.resume import (
-    check_resume,
-    checkpoint_to_resume,
-    finished_run,
-    resume_command,
-)
+from makemore_lab.lightning_module import split_loss
+from makemore_lab.resume import check_resume, finished_run, resume_command
 from makemore_lab.run_summary import end_summary, start_summary
 from makemore_lab.sampling import sample_names
+from makemore_lab.solo_engine import SoloEngine
+from makemore_lab.stacked_engine import StackedEngine
+from makemore_lab.training_step import diverged
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Run:
-    """What `build` makes of a config, and what the later steps of `train` work on."""
+class Prepared:
+    """A job after `prepare_job`: its directory claimed, or the record of a finished run."""
 
     cfg: DictConfig
-    datamodule: NamesDataModule
-    module: MakemoreModule
-    trainer: L.Trainer
-    ckpt_path: Path | None  # the checkpoint this run continues from, if any
-    first_step: int  # the step this process starts at (a resumed run: its checkpoint's)
-    on_interrupt: SaveOnInterrupt | None
+    finished: dict[str, Any] | None  # a completed run being resumed: nothing to train
+    ckpt: dict[str, Any] | None  # the checkpoint it continues from, read already
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.cfg.run_dir)
+    def resume_step(self) -> int | None:
+        return int(self.ckpt["global_step"]) if self.ckpt is not None else None
 
 
 def train(cfg: DictConfig, extra_callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
-    """Train the configured network, evaluate it and write the run's outputs; return metrics.
+    """One run: train the configured network, evaluate it and write the run's outputs; its
+    metrics. A divergence is recorded, then raised (`extra_callbacks` join the configured
+    ones: benchmarks and tests observe a run with them)."""
+    prepared = prepare_job(cfg)
+    if prepared.finished is not None:
+        return prepared.finished
+    (metrics,) = train_jobs([cfg], [prepared.ckpt], extra_callbacks)
+    run_claim.release(Path(cfg.run_dir))  # on an error, the caller records it first
+    return metrics
 
-    `extra_callbacks` join the configured ones (benchmarks and tests use it to observe a run).
-    """
-    started = time.perf_counter()
+
+def prepare_job(cfg: DictConfig) -> Prepared:
+    """Check the job and claim its directory, writing nothing until every check has passed."""
     check_config(cfg)
     check_device(cfg)
     finished = finished_run(cfg)  # before anything is written there
     if finished is not None:
-        return finished
+        return Prepared(cfg, finished, None)
     run_dir, resume = Path(cfg.run_dir), bool(cfg.get("resume"))
     run_claim.check(run_dir, resume)  # another run's directory: refused, before any write
     ckpt = check_resume(cfg)  # another run's settings: refused, still before any write
     run_claim.claim(run_dir, resume)
     run_claim.write_hydra_record(cfg, run_dir)
-    start_run_dir(cfg)
-    run = build(cfg, extra_callbacks, ckpt)
-    fit_seconds = fit(run)
-    net, steps = run.module.net, run.trainer.global_step
-    losses = evaluate(net, run.datamodule, run.trainer.loggers, steps)
+    return Prepared(cfg, None, ckpt)
+
+
+def train_jobs(
+    cfgs: list[DictConfig],
+    ckpts: Sequence[dict[str, Any] | None],
+    extra_callbacks: Sequence[Callback] = (),
+    live_display: bool = True,
+) -> list[dict[str, Any]]:
+    """Train prepared jobs (one: a solo run; several: a stacked group); each job's metrics."""
+    started = time.perf_counter()
+    for cfg in cfgs:
+        start_run_dir(cfg)
+    threads = resolve_threads(cfgs[0].get("threads"))
+    if threads:
+        torch.set_num_threads(threads)
+    if len(cfgs) == 1:
+        engine: Engine = SoloEngine.build(cfgs[0], ckpts[0], extra_callbacks)
+    else:
+        engine = StackedEngine.build(cfgs, ckpts, extra_callbacks, live_display)
+    fit_seconds = fit(engine)
+    wall = time.perf_counter() - started
+    metrics = [finish_job(engine, job, fit_seconds, wall) for job in range(len(cfgs))]
+    if len(cfgs) == 1 and engine.diverged:  # a solo run stops with its error (exit status 2)
+        raise divergence_error(engine, 0)
+    return metrics
+
+
+def fit(engine: Engine) -> float:
+    """Train; on SIGTERM / Ctrl-C record every job (`interrupted`, each with its own last.ckpt)
+    and raise. Returns the fit's seconds."""
+    started = time.perf_counter()
+    trainer = engine.trainer
+    trainer.fit(
+        engine.module, datamodule=engine.datamodule, ckpt_path=engine.ckpt_path, weights_only=True
+    )
+    seconds = time.perf_counter() - started
+    signal = engine.on_interrupt.signal if engine.on_interrupt is not None else None
+    if signal is None:
+        return seconds
+    steps, cfgs = trainer.global_step, engine.cfgs
+    for job, cfg in enumerate(cfgs):
+        if job in engine.diverged:
+            record_diverged(engine, job)
+        else:
+            run_record.write_interrupted(cfg.run_dir, steps, last_checkpoint(cfg), signal)
+    where = str(engine.on_interrupt.path) if len(cfgs) == 1 else "each job's checkpoints/last.ckpt"
+    raise RunInterrupted(signal, steps, where, resume_command(cfgs[0]))
+
+
+def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dict[str, Any]:
+    """Job `job`'s outputs: evaluated, recorded, sampled and summarised; its metrics."""
+    if job in engine.diverged:
+        return record_diverged(engine, job)
+    cfg, vocab = engine.cfgs[job], engine.datamodule.vocab
+    net, steps = engine.network(job), engine.trainer.global_step
+    losses = evaluate(net, engine.datamodule, engine.loggers(job), steps)
     metrics = record(
-        run.run_dir,
-        run.module.step0_loss_value,
+        Path(cfg.run_dir),
+        engine.step0_loss(job),
         losses,
         steps=steps,
-        first_step=run.first_step if run.ckpt_path is not None else None,
+        first_step=engine.module.resumed_from_step,
         fit_seconds=fit_seconds,
-        wall_seconds=time.perf_counter() - started,
-        vocab_size=run.datamodule.vocab.size,
+        wall_seconds=wall,
+        vocab_size=vocab.size,
     )
-    metrics["diagnosis"] = diagnosis_of(run.trainer, job=0)
-    finish(run.cfg, net, run.datamodule.vocab, metrics)
-    run_claim.release(run_dir)  # on an error, the caller records it first (app.handle_job_error)
+    metrics["diagnosis"] = diagnosis_of(engine.trainer, job)
+    if len(engine.cfgs) > 1:
+        metrics["stacked_group"] = {"jobs": len(engine.cfgs), "index": job}
+    finish(cfg, net, vocab, metrics)
     return metrics
+
+
+def divergence_error(engine: Engine, job: int) -> TrainingDiverged:
+    """The error of job `job`'s divergence, with advice for its config."""
+    info, config = engine.diverged[job], OmegaConf.to_container(engine.cfgs[job], resolve=True)
+    return diverged(config, info["step"], info["loss"], info["last_finite"])
+
+
+def record_diverged(engine: Engine, job: int) -> dict[str, Any]:
+    """A job that diverged, recorded where it stopped (the end of that chunk)."""
+    err, cfg = divergence_error(engine, job), engine.cfgs[job]
+    for logger in engine.loggers(job):
+        logger.finalize("failed")
+    if len(engine.cfgs) > 1:  # a solo run's error is said by the caller
+        log.warning("job %s: %s", cfg.run_dir, err)
+    steps = engine.diverged[job]["steps"]
+    return run_record.write_diverged(cfg.run_dir, err, engine.step0_loss(job), steps)
 
 
 def finish(cfg: DictConfig, net: nn.Module, vocab: Vocab, metrics: dict[str, Any]) -> None:
@@ -123,78 +192,6 @@ def start_run_dir(cfg: DictConfig) -> None:
     threads = resolve_threads(cfg.get("threads"))
     if threads:
         torch.set_num_threads(threads)
-
-
-def build(
-    cfg: DictConfig, extra_callbacks: Sequence[Callback] = (), ckpt: dict[str, Any] | None = None
-) -> Run:
-    """Data, network, LightningModule and Trainer from the config; the checkpoint to resume
-    (`ckpt`: it, read already)."""
-    # One generator draws the weights (embedding first, in layer order) and then every batch's
-    # indices: the lecture's random stream, which makes its numbers reproducible to the digit.
-    generator = torch.Generator().manual_seed(cfg.seed)
-    datamodule = instantiate(cfg.data, generator=generator)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    net = instantiate(
-        cfg.model,
-        vocab_size=datamodule.vocab.size,
-        init=cfg.init,
-        generator=generator,
-        _convert_="all",
-    )
-    config = OmegaConf.to_container(cfg, resolve=True)
-    module = MakemoreModule(
-        net,
-        optimizer=instantiate(cfg.optim.optimizer),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        config=config,
-        vocab=datamodule.vocab.chars,
-        compile=cfg.compile,
-    )
-    ckpt_path = checkpoint_to_resume(cfg)
-    first_step = 0
-    if ckpt_path is not None:  # a foreign or damaged checkpoint stops us before training
-        ckpt = ckpt if ckpt is not None else read_checkpoint(ckpt_path)
-        check_resumable(
-            ckpt, ckpt_path, config["model"], module.state_dict(), datamodule.vocab.chars
-        )
-        first_step = int(ckpt.get("global_step", 0))
-        del ckpt  # Lightning reads the file again to restore it
-    last = last_checkpoint(cfg)
-    on_interrupt = SaveOnInterrupt(last) if last is not None else None
-    # The interrupt handler runs after the configured callbacks and before extra ones (tests
-    # that send a signal from a callback expect it to be seen at the next chunk's end).
-    callbacks = [*instantiate_all(cfg.get("callbacks")), *([on_interrupt] if on_interrupt else [])]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        **batch_cadences(cfg),
-        logger=instantiate_all(cfg.get("logger")) or False,
-        callbacks=[*callbacks, *extra_callbacks],
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=cfg.run_dir,
-    )
-    return Run(cfg, datamodule, module, trainer, ckpt_path, first_step, on_interrupt)
-
-
-def fit(run: Run) -> float:
-    """Train; record a divergence or an interruption (and raise it). Returns the fit's seconds."""
-    started = time.perf_counter()
-    try:
-        run.trainer.fit(
-            run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path, weights_only=True
-        )
-    except TrainingDiverged as err:  # recorded, then reported by the caller (exit status 2)
-        run_record.write_diverged(
-            run.run_dir, err, run.module.step0_loss_value, run.trainer.global_step
-        )
-        raise
-    seconds = time.perf_counter() - started
-    if run.on_interrupt is not None and run.on_interrupt.signal is not None:
-        signal, steps = run.on_interrupt.signal, run.trainer.global_step
-        run_record.write_interrupted(run.run_dir, steps, run.on_interrupt.path, signal)
-        raise RunInterrupted(signal, steps, str(run.on_interrupt.path), resume_command(run.cfg))
-    return seconds
 
 
 def evaluate(
@@ -289,20 +286,3 @@ def resolve_threads(threads: int | None) -> int | None:
     cores = os.cpu_count() or 1
     parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
     return max(1, cores // max(1, parallel))
-
-
-def batch_cadences(cfg: DictConfig) -> dict[str, Any]:
-    """Lightning's batch-counted `val_check_interval` from our step-counted one.
-
-    A Lightning batch is `data.chunk_size` optimizer steps (`check_cadences` made sure the
-    step cadences are multiples of it).
-    """
-    interval = step_cadences(cfg)["trainer.val_check_interval"]
-    return (
-        {"val_check_interval": interval // cfg.data.chunk_size} if isinstance(interval, int) else {}
-    )
-
-
-def instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Loggers and callbacks are dicts of named configs, so several can be selected at once."""
-    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
