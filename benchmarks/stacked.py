@@ -1,30 +1,38 @@
-"""Job-steps per second of the stacked core (`StackedMLP` + `stacked_steps`) for N jobs at once.
+"""Job-steps per second of N jobs at once: through the driver, and the bare stacked core.
 
     python -m benchmarks.stacked                       # the deep network, N = 1, 4, 16
     python -m benchmarks.stacked --network lecture_mlp --jobs 1 4 16 64 --steps 2000
 
 N same-shaped jobs (gains spread between 1 and 3, one seed each) train `--steps` optimizer
-steps in chunks of 500, the lecture's SGD with one learning rate per job, no Lightning, no
-statistics: what a stacked group's inner loop costs. Prints a table and, last, one JSON line
-with job-steps/s per N, the speed-up over N = 1, and one job against the lecture's own loop
-(`benchmarks/reference_loop.py`), measured in the same run.
+steps in chunks of 500. "driver": the way a sweep trains them, `train.train_jobs` with the
+default config (the dynamics callback, checkpoints, a CSV logger, evaluation and samples
+included; N = 1 is the solo engine), job-steps over the fit's seconds. "core": the stacked
+inner loop alone (`StackedMLP` + `stacked_steps`, the lecture's SGD), no Lightning, no
+statistics. Prints a table and, last, one JSON line with both per N, the speed-ups over N = 1,
+and one job against the lecture's own loop (`benchmarks/reference_loop.py`), all measured in
+the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from benchmarks import reference_loop
 from makemore_lab.app import CONF_DIR
 from makemore_lab.stacked import StackedMLP
 from makemore_lab.stacked_steps import JobSGD, StackedSGD, draw_chunk, train_chunk
+from makemore_lab.train import train_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +63,37 @@ def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
     return jobs * args.steps / (time.perf_counter() - started)
 
 
+def driver_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
+    """Train `jobs` jobs through the driver as a stacked sweep does; job-steps per fit second."""
+    with (
+        tempfile.TemporaryDirectory() as out,
+        initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"),
+    ):
+        gains = torch.linspace(1, 3, jobs).tolist()
+        cfgs = [
+            compose(
+                "config",
+                overrides=[
+                    f"model={args.network}",
+                    f"data.path={args.data}",
+                    "data.download=false",
+                    f"trainer.max_steps={args.steps}",
+                    "logger=csv",
+                    "callbacks.progress_bar=null",
+                    "trainer.enable_progress_bar=false",
+                    "trainer.enable_model_summary=false",
+                    f"init.gain={gain}",
+                    f"seed={seed}",
+                    f"run_dir={out}/{seed}",
+                ],
+            )
+            for seed, gain in enumerate(gains)
+        ]
+        resolved = [OmegaConf.create(OmegaConf.to_container(c, resolve=True)) for c in cfgs]
+        metrics = train_jobs(resolved, [None] * jobs)
+    return jobs * args.steps / metrics[0]["fit_seconds"]
+
+
 def reference_steps_per_second(args: argparse.Namespace) -> float:
     """The lecture's loop (benchmarks/reference_loop.py) on the same data, one job."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -78,20 +117,30 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "data" / "names.txt"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    logging.getLogger("makemore_lab").setLevel(logging.WARNING)  # no per-run summaries
+    driver = {n: driver_steps_per_second(args, n) for n in args.jobs}
+    torch.set_num_threads(args.threads)
     rates = {n: job_steps_per_second(args, n) for n in args.jobs}
     reference = reference_steps_per_second(args)
-    base = rates.get(1)
     print(f"\n{args.network}, {args.threads} thread(s), {args.steps} steps per job")
-    print(f"{'jobs':>5} {'job-steps/s':>12} {'x one job':>10}")
-    for n, rate in rates.items():
-        print(f"{n:>5} {rate:>12.0f} {rate / base if base else float('nan'):>10.2f}")
+    print(f"{'jobs':>5} {'driver':>10} {'x one job':>10} {'core':>10} {'x one job':>10}")
+    for n in args.jobs:
+        print(
+            f"{n:>5} {driver[n]:>10.0f} {driver[n] / driver.get(1, math.nan):>10.2f} "
+            f"{rates[n]:>10.0f} {rates[n] / rates.get(1, math.nan):>10.2f}"
+        )
     print(f"the lecture's own loop, one job: {reference:.0f} steps/s")
-    summary = {f"job_steps_per_s_{n}": round(r, 1) for n, r in rates.items()}
+    summary: dict[str, object] = {}
+    for name, measured in (("driver", driver), ("core", rates)):
+        summary |= {f"{name}_job_steps_per_s_{n}": round(r, 1) for n, r in measured.items()}
+        if 1 in measured:
+            summary[f"{name}_one_job_over_reference"] = round(measured[1] / reference, 2)
+            summary |= {
+                f"{name}_speedup_{n}_jobs": round(r / measured[1], 2)
+                for n, r in measured.items()
+                if n != 1
+            }
     summary["reference_steps_per_s"] = round(reference, 1)
-    if base:
-        summary["one_job_over_reference"] = round(base / reference, 2)
-    if base:
-        summary |= {f"speedup_{n}_jobs": round(r / base, 2) for n, r in rates.items() if n != 1}
     summary |= {"network": args.network, "steps": args.steps, "threads": args.threads}
     print(json.dumps(summary))
 

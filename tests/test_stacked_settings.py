@@ -142,3 +142,26 @@ def test_a_job_the_engine_cannot_reproduce_trains_alone_and_says_why(
         describe(grouping, cfgs)
     (line,) = [line for line in caplog.text.splitlines() if "#1 alone:" in line]
     assert re.search(reason, line), line
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.save_last=false"],
+)
+def test_each_stacked_job_writes_the_checkpoint_files_its_solo_run_writes(
+    make_cfg, tmp_path: Path, setting: str
+) -> None:
+    jobs = [[setting, "init.gain=1"], [setting, "init.gain=3", "seed=5"]]
+    group = [resolved(make_cfg(*job, f"run_dir={tmp_path / str(i)}")) for i, job in enumerate(jobs)]
+    train_jobs(group, [None, None])
+    solo = make_cfg(*jobs[1], f"run_dir={tmp_path / 'solo'}")
+    train(solo)
+    expected = sorted(p.name for p in (tmp_path / "solo" / "checkpoints").iterdir())
+    every = ["last.ckpt", "step10.ckpt", "step20.ckpt"]  # the FAST cadence: every 10 steps
+    assert expected == (every if "top_k" in setting else ["step20.ckpt"])
+    for run in ("0", "1"):
+        assert sorted(p.name for p in (tmp_path / run / "checkpoints").iterdir()) == expected
+    for name in expected:
+        a, b = (torch.load(tmp_path / run / "checkpoints" / name) for run in ("solo", "1"))
+        assert a["global_step"] == b["global_step"]
+        assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])

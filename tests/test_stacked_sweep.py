@@ -180,6 +180,18 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
         assert stopped[job]["checkpoint"] == str(out / job / "checkpoints" / "last.ckpt")
     sampled = run_cli("-m", "makemore_lab.sample_cli", str(out / jobs[0]), "--count", "2")
     assert sampled.returncode == 0, sampled.stderr
+    # ckpt_path= an interrupted job's own checkpoint continues it, as a solo run, to the end
+    solo = [a for a in args if not a.startswith(("seed=", "model.batchnorm=", "hydra/"))]
+    on = tmp_path / "on"
+    ckpt = out / jobs[0] / "checkpoints" / "last.ckpt"
+    go_on = run_cli(*solo[:1], *solo[2:], "seed=1", f"ckpt_path='{ckpt}'", f"hydra.run.dir={on}")
+    assert go_on.returncode == 0, go_on.stderr[-3000:]
+    weights = [
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for run in (on, tmp_path / "straight" / jobs[0])
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
 
     resumed = run_cli(*args, f"hydra.sweep.dir={out}", "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -195,6 +207,37 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
         ).read_text()
         checkpoints = sorted(p.name for p in (out / job / "checkpoints").iterdir())
         assert checkpoints == ["last.ckpt", "step400.ckpt"]  # no last-v1.ckpt beside it
+
+
+def test_every_job_of_a_stacked_sweep_is_its_own_wandb_run(names_file, tmp_path) -> None:
+    pytest.importorskip("wandb")
+    out = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        *on_file(names_file),
+        *FAST,
+        "seed=1,2",
+        "init.gain=1,5/3",
+        "logger=[csv,wandb]",
+        "hydra/launcher=stacked",
+        f"hydra.sweep.dir={out}",
+        env={"WANDB_SILENT": "true", "WANDB_MODE": "offline"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "#0, #1, #2, #3: 4 jobs stacked" in result.stdout + result.stderr
+    jobs = sorted(p for p in out.glob("[0-9]_*"))
+    assert len(jobs) == 4
+    for job in jobs:
+        (run,) = (job / "wandb").glob("offline-run-*")  # exactly one W&B run per job
+        (events,) = run.glob("run-*.wandb")
+        data = events.read_bytes()
+        # its own config (the hyperparameters a solo run logs) and its own final losses
+        assert f'"run_dir":"{job}"'.encode() in data
+        assert sum(f'"run_dir":"{other}"'.encode() in data for other in jobs) == 1
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert repr(metrics["val_loss"]).encode() in data
+        assert (job / "csv" / "hparams.yaml").read_text().count(str(job)) >= 1
 
 
 def test_optuna_stacks_each_batch_of_trials(names_file: Path, tmp_path: Path) -> None:
