@@ -16,6 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
+from makemore_lab.errors import TrainingDiverged
 from makemore_lab.stacked_sweep import describe
 from makemore_lab.stacking import group_jobs
 from makemore_lab.train import train, train_jobs
@@ -165,3 +166,26 @@ def test_each_stacked_job_writes_the_checkpoint_files_its_solo_run_writes(
         a, b = (torch.load(tmp_path / run / "checkpoints" / name) for run in ("solo", "1"))
         assert a["global_step"] == b["global_step"]
         assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_a_stacked_job_that_diverges_is_recorded_as_its_solo_run_records_it(
+    make_cfg, tmp_path: Path
+) -> None:
+    # gain 1e20 through five linear layers overflows the first forward pass: a NaN at step 0,
+    # before any update, which is not the learning rate's doing (and the message says so)
+    linear = ["model.activation=identity", "model.batchnorm=false"]
+    jobs = [[*linear, "init.gain=1"], [*linear, "init.gain=1e20"]]
+    group = [resolved(make_cfg(*job, f"run_dir={tmp_path / str(i)}")) for i, job in enumerate(jobs)]
+    train_jobs(group, [None, None])
+    with pytest.raises(TrainingDiverged, match="No update had happened yet"):
+        train(make_cfg(*jobs[1], f"run_dir={tmp_path / 'solo'}"))
+    solo, stacked = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("solo", "1"))
+    assert stacked["status"] == "diverged" and stacked["diverged_at_step"] == 0
+    assert stacked["error"] == solo["error"] and stacked["steps"] == solo["steps"]
+    written = [
+        {p.name for p in (tmp_path / r).rglob("*") if not p.name.startswith("events.out")}
+        - {"run.lock"}
+        for r in ("solo", "1")
+    ]
+    assert written[0] == written[1]  # (the solo run's claim is released by its caller, app.py)
+    assert json.loads((tmp_path / "0" / "metrics.json").read_text())["status"] == "completed"

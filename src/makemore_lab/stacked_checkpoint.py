@@ -60,9 +60,10 @@ class GroupJobs:
         return Path(self.cfgs[job].callbacks.model_checkpoint.dirpath)
 
     def job_of(self, path: str | Path) -> int:
-        folder = Path(path).parent
+        """The job whose checkpoint folder holds `path` (Lightning passes real paths)."""
+        folder = Path(path).resolve().parent
         for job in range(len(self.cfgs)):
-            if self.checkpoint_dir(job) == folder:
+            if self.checkpoint_dir(job).resolve() == folder:
                 return job
         raise ValueError(f"{path} is in no job's checkpoint folder")
 

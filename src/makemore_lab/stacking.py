@@ -45,8 +45,16 @@ MODELS = ("makemore_lab.model.MLP",)
 DATA = ("makemore_lab.data.NamesDataModule",)
 # optimizer -> the keys of it the engine reproduces (`stacked_steps.StackedSGD`)
 OPTIMIZERS = {
-    "torch.optim.SGD": {"lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"},
-    "makemore_lab.optim.LectureSGD": {"lr"},
+    "torch.optim.SGD": {
+        "lr",
+        "momentum",
+        "dampening",
+        "weight_decay",
+        "nesterov",
+        "maximize",
+        "foreach",
+    },
+    "makemore_lab.optim.LectureSGD": {"lr", "foreach"},
 }
 SCHEDULERS = {"torch.optim.lr_scheduler.MultiStepLR": {"milestones", "gamma"}}
 # callback -> the keys of it that run per job in a group (None: any)
@@ -93,7 +101,7 @@ def _target(node: Any) -> str | None:
 
 
 def _options(node: dict[str, Any]) -> set[str]:
-    return {k for k in node if not k.startswith("_") and k != "foreach"}
+    return {k for k in node if not k.startswith("_")}
 
 
 def _optim_reason(optim: dict[str, Any]) -> str | None:
