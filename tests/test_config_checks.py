@@ -46,6 +46,11 @@ CLI_CASES = [
         "exist.txt does not exist",
     ),
     ("value checked when built", ["model.n_hidden=0"], f"model.n_hidden=0 {POSITIVE_INT}"),
+    (
+        "output directory",
+        ["-m", "hydra.sweep.dir=/sys/makemore-lab", "seed=1,2"],  # root may not write there
+        "hydra.sweep.dir=/sys/makemore-lab cannot be written",
+    ),
 ]
 
 # Values `check_config` refuses before torch and Lightning are even imported.
@@ -72,6 +77,14 @@ CONFIG_CASES = [
     ("data.block_size=5", "data.block_size=5 but model.block_size=3"),
     ("callbacks.dynamics.saturation_threshold='0.9'", "threshold='0.9' .* strictly between"),
     ("data.batch_size=1", "data.batch_size=1 with BatchNorm"),
+    # values a float32 weight cannot be multiplied by (torch overflows mid-training otherwise)
+    ("optim.lr=1e39", r"optim.lr=1e\+39 .* a 32-bit float can hold"),
+    ("optim.optimizer.lr=1e39", r"optim.optimizer.lr=1e\+39 .* a 32-bit float can hold"),
+    ("init.gain=1e39", r"init.gain=1e\+39 .* a 32-bit float can hold"),
+    ("init.output_scale=1e39", "a number of at least 0 a 32-bit float can hold"),
+    # Lightning's options of automatic optimization only: our steps are manual
+    ("trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val=1.0 .* makemore-lab's own"),
+    ("trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches=4 .* 1 or null"),
 ]
 
 # Values our own classes refuse when `train` builds them (data, network, init, callbacks).
@@ -83,6 +96,8 @@ BUILD_CASES = [
     ("init.scheme=xavier", "init.scheme='xavier' is not valid: .* kaiming or randn"),
     ("callbacks.dynamics.saturation_threshold=1.5", "strictly between 0 and 1"),
     ("callbacks.dynamics.every_n_steps=0", f"callbacks.dynamics.every_n_steps=0 {POSITIVE_INT}"),
+    ("+optim.scheduler.foo=1", r"optim.scheduler \(torch.optim.lr_scheduler.MultiStepLR\) .*foo"),
+    ("+optim.optimizer.nesterov=true", r"optim.optimizer \(torch.optim.SGD\) .*[Nn]esterov"),
 ]
 
 # Names files the datamodule refuses when it reads them: (file name, its bytes, the message)
@@ -121,6 +136,8 @@ def cli_results(
         args = [a.format(tmp=tmp) for a in args]
         where = tmp / name.replace(" ", "_")
         out = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
+        chosen = [a.split("=", 1)[1] for a in args if a.startswith(f"{out}=")]  # the case's own
+        where = Path(chosen[0]) if chosen else where
         return run_cli("train.py", *on_file(names_file), *FAST, *args, f"{out}={where}"), where
 
     with ThreadPoolExecutor(max_workers=len(CLI_CASES)) as pool:
@@ -217,9 +234,11 @@ def test_a_gpu_trainer_without_a_gpu_is_refused_before_training(make_cfg) -> Non
 def test_a_loss_that_is_nan_before_any_update_is_not_blamed_on_the_learning_rate(
     make_cfg,
 ) -> None:
-    message = user_error_of(lambda: train(make_cfg("init.gain=1e300")))
+    # five linear layers at gain 1e20 (within float32, as the checks require) overflow at once
+    linear = ["model.activation=identity", "model.batchnorm=false", "init.gain=1e20"]
+    message = user_error_of(lambda: train(make_cfg(*linear)))
     assert "diverged at step 0" in message and "learning rate is not the cause" in message
-    assert "init.gain=1e+300" in message and "smaller learning rate" not in message
+    assert "init.gain=1e+20" in message and "smaller learning rate" not in message
 
 
 def test_a_finite_blow_up_is_recorded_diverged_not_completed(make_cfg) -> None:

@@ -66,7 +66,10 @@ ALONE = {
     "compile": (["compile=true"], "compile=true"),
     "ckpt_path": (["ckpt_path=some/last.ckpt"], "ckpt_path= continues one checkpoint"),
     "mixed precision": (["+trainer.precision=bf16-mixed"], "trainer.precision is bf16-mixed"),
-    "gradient clipping": (["+trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val is set"),
+    "a partial validation": (
+        ["+trainer.limit_val_batches=0.5"],
+        "trainer.limit_val_batches is set",
+    ),
 }
 COMMON = ["trainer.max_steps=20", "optim.decay_step=8", "logger=csv"]
 

@@ -9,6 +9,7 @@ a diverging job in a group, and a stacked job's checkpoint continued as a solo r
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -149,12 +150,19 @@ def test_jobs_stack_when_only_seed_init_and_learning_rate_differ() -> None:
     assert "no other job shares" in grouping.alone[4]
 
 
-def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
-    names_file: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_to_the_process_group_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
+    names_file: Path, tmp_path: Path, signum: int
 ) -> None:
-    """Two groups side by side (BatchNorm on and off), each in its own process: SIGTERM to the
-    sweep reaches both, each saves its group; the same command with resume=true finishes both,
-    bit for bit as an uninterrupted sweep."""
+    """Two groups side by side (BatchNorm on and off), each in its own process. The signal
+    goes to the whole process group, as a terminal's Ctrl-C or `kill -TERM -<pgid>` sends it:
+    every process gets it and the launcher forwards it once more, and each group saves each
+    job once. The same command with resume=true finishes all, bit for bit as an uninterrupted
+    sweep."""
     args = ["train.py", "-m", *on_file(names_file), *FAST, "trainer.max_steps=400"]
     args += ["data.chunk_size=20", "callbacks.model_checkpoint.every_n_train_steps=100"]
     args += ["trainer.val_check_interval=100", "model.n_hidden=16", "seed=1,2"]
@@ -164,18 +172,24 @@ def test_sigterm_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
     out = tmp_path / "killed"
     with (tmp_path / "killed.log").open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, *args, f"hydra.sweep.dir={out}"], cwd=ROOT, stdout=log, stderr=log
+            [sys.executable, *args, f"hydra.sweep.dir={out}"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
         )
     deadline = time.monotonic() + 120
     while len(list(out.glob("*/checkpoints/step*.ckpt"))) < 2:  # each job's own
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 143, (tmp_path / "killed.log").read_text()[-3000:]
+    os.killpg(process.pid, signum)
+    code = process.wait(timeout=120)
+    assert code == 128 + signum, (tmp_path / "killed.log").read_text()[-3000:]
     jobs = sorted(p.name for p in out.glob("[0-9]_*"))
     assert len(jobs) == 4
     stopped = {job: json.loads((out / job / "metrics.json").read_text()) for job in jobs}
     assert all(r["status"] == "interrupted" and 0 < r["steps"] < 400 for r in stopped.values())
+    assert not list(out.glob("*/run.lock"))  # every claim released
     for job in jobs:  # each job's own last.ckpt, in the solo format, which the sampler reads
         assert stopped[job]["checkpoint"] == str(out / job / "checkpoints" / "last.ckpt")
     sampled = run_cli("-m", "makemore_lab.sample_cli", str(out / jobs[0]), "--count", "2")

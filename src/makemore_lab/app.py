@@ -7,10 +7,12 @@ multirun job directories, and turns a UserError into one paragraph and exit stat
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import sys
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -31,10 +33,20 @@ from makemore_lab.errors import RunInterrupted, UserError
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
+# Filesystems allow 255 bytes per name; a longer job name is cut and told apart by a hash.
+MAX_DIRNAME_BYTES = 200
+
+
 def job_dirname(num: Any, override_dirname: str) -> str:
-    """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3)."""
+    """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3);
+    past MAX_DIRNAME_BYTES, the start of that and a stable hash of all of it."""
     overrides = re.sub(r"[/\\]", "_", str(override_dirname))
-    return f"{num}_{overrides}" if overrides else str(num)
+    name = f"{num}_{overrides}" if overrides else str(num)
+    if len(name.encode()) <= MAX_DIRNAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    head = name.encode()[: MAX_DIRNAME_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
 
 
 OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
@@ -147,11 +159,21 @@ def check_output_dir(argv: list[str]) -> None:
             f"{key}={wanted} cannot be created: {existing} is a file, not a directory. Choose "
             f"another directory ({key}=...)."
         )
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+    if existing.is_dir() and not (os.access(existing, os.W_OK | os.X_OK) and can_create(existing)):
         raise UserError(
             f"{key}={wanted} cannot be written: {existing} is not writable for this user. "
             f"Choose a directory you can write to ({key}=...)."
         )
+
+
+def can_create(folder: Path) -> bool:
+    """Whether a directory can be made in `folder` (root passes `os.access` checks on
+    filesystems that refuse every write, such as /sys): one is made and removed."""
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".makemore-lab-probe-"))
+    except OSError:
+        return False
+    return True
 
 
 def _not_an_advert(record: logging.LogRecord) -> bool:

@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, saved at the last step and on SIGTERM / Ctrl-C, read safely.
+"""Checkpoints: written atomically, saved at the last step, read safely.
 
 - `StepCheckpoint`: Lightning's `ModelCheckpoint(every_n_train_steps=N)` saves only at
   multiples of N, and our training stream is one endless epoch, so no epoch-end save happens
@@ -7,9 +7,7 @@
 - `AtomicCheckpointIO`: Lightning writes a checkpoint to a temporary file in the system's temp
   directory and then moves it, which is a copy (not atomic) when that is another filesystem
   (a cluster's local /tmp and a shared outputs/). We write beside the target, then rename.
-- `SaveOnInterrupt`: SIGTERM (a cluster's time limit, `kill`) or the first Ctrl-C lets the
-  running chunk finish (`data.chunk_size` steps, about a second), saves `last.ckpt` and stops;
-  a second Ctrl-C stops at once, without saving.
+- (SIGTERM and Ctrl-C save `last.ckpt` through `interrupts.SaveOnInterrupt`.)
 - `read_checkpoint`: one clear error for a missing, damaged or foreign checkpoint file;
   `load_checkpoint` rebuilds the trained network from one (sampling).
 """
@@ -18,15 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
@@ -72,61 +68,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-
-
-class SaveOnInterrupt(Callback):
-    """On SIGTERM or Ctrl-C: finish the chunk, save `path` (a resumable checkpoint), stop.
-
-    A stacked group passes each job's last.ckpt; each is saved as that job's own.
-    """
-
-    def __init__(self, path: str | Path, *more: str | Path) -> None:
-        self.path = Path(path)
-        self.paths = [self.path, *map(Path, more)]  # a stacked group: every job's last.ckpt
-        self.signal: int | None = None  # the signal received, if any
-        self._previous: dict[int, Any] = {}
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # Python delivers signals to the main thread only; nothing to catch here
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) is signal.SIG_IGN:
-                continue  # ignored on purpose (nohup, a background job): leave it so
-            self._previous[signum] = signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:  # asked twice: stop now, without a checkpoint
-            self._restore()
-            raise KeyboardInterrupt
-        self.signal = signum
-        log.warning(
-            "%s received: finishing this chunk, then saving %s (Ctrl-C again to stop at once)",
-            signal.Signals(signum).name,
-            self.path,
-        )
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
-    ) -> None:
-        if self.signal is not None and not trainer.should_stop:
-            stopped = getattr(pl_module, "diverged", {})  # a group's diverged jobs had stopped
-            for job, path in enumerate(self.paths):
-                if job not in stopped:
-                    trainer.save_checkpoint(path)
-            trainer.should_stop = True
-
-    def _restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
-
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        self._restore()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -28,17 +28,39 @@ from makemore_lab.validation import (
     optional,
 )
 
+SEED = integer(0, 2**63 - 1)  # torch.Generator.manual_seed's range, without negatives
+
+# The weights are float32: a learning rate, gain or scale beyond its range cannot multiply them
+# (torch: "value cannot be converted to type float without overflow", mid-training).
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def float32(positive: bool = True) -> Check:
+    """A finite number, positive (or at least 0), up to float32's largest."""
+    inner = number(0, FLOAT32_MAX, open_low=positive)
+    least = "a positive number" if positive else "a number of at least 0"
+    form = f"{least} a 32-bit float can hold (at most 3.4e38: the weights are float32)"
+    return lambda value: None if inner(value) is None else form
+
+
+def manual_steps(off: Any) -> Check:
+    """A Lightning option of automatic optimization only: our training steps are manual (a
+    chunk of optimizer steps per Lightning batch), where Lightning refuses it mid-start."""
+    form = (
+        f"{off!r} or null: the training steps are makemore-lab's own (a chunk of optimizer "
+        f"steps per Lightning batch), and Lightning does this only for steps it runs itself"
+    )
+    return lambda value: None if value is None or value == off else form
+
 
 def gain(value: Any) -> str | None:
-    """init.gain's check: parse_gain's own message (it names the value and the forms)."""
+    """init.gain's check: parse_gain's own message (it names the value and the forms), and
+    float32's range."""
     try:
-        parse_gain(value)
+        parsed = parse_gain(value)
     except UserError as err:
         return str(err)
-    return None
-
-
-SEED = integer(0, 2**63 - 1)  # torch.Generator.manual_seed's range, without negatives
+    return float32()(parsed)
 
 
 def devices(value: Any) -> str | None:
@@ -66,9 +88,9 @@ CHECKS: dict[str, Check] = {
     "resume": boolean,
     "ckpt_path": lambda v: None if v is None or isinstance(v, str) else "null or a file path",
     "init.gain": gain,
-    "init.bias_scale": number(0),
-    "init.output_scale": number(0),
-    "init.output_bias_scale": number(0),
+    "init.bias_scale": float32(positive=False),
+    "init.output_scale": float32(positive=False),
+    "init.output_bias_scale": float32(positive=False),
     "model.batchnorm": boolean,
     "model.output_batchnorm": boolean,
     "model.bn.eps": number(0),
@@ -76,14 +98,17 @@ CHECKS: dict[str, Check] = {
     "model.bn.unbiased": boolean,
     "model.bn.running": one_of(("var", "std")),
     "data.download": boolean,
-    "optim.lr": POSITIVE,
+    "optim.lr": float32(),
+    "optim.optimizer.lr": float32(),  # the optimizer's own (it follows optim.lr by default)
     "optim.decay_step": integer(0),
-    "optim.decay_gamma": POSITIVE,
+    "optim.decay_gamma": float32(),
     "trainer.max_steps": POSITIVE_INT,
     "trainer.max_epochs": max_epochs,
     "trainer.devices": devices,
     "trainer.log_every_n_steps": POSITIVE_INT,
     "trainer.val_check_interval": POSITIVE_INT,
+    "trainer.gradient_clip_val": manual_steps(0),
+    "trainer.accumulate_grad_batches": manual_steps(1),
     "callbacks.model_checkpoint.every_n_train_steps": POSITIVE_INT,
     "callbacks.model_checkpoint.save_top_k": integer(-1),
     "callbacks.progress_bar.refresh_rate": integer(0),

@@ -21,9 +21,10 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 from torch import nn
 
-from makemore_lab.checkpointing import SaveOnInterrupt
 from makemore_lab.config_checks import step_cadences
 from makemore_lab.data import NamesDataModule
+from makemore_lab.errors import UserError
+from makemore_lab.interrupts import SaveOnInterrupt
 
 
 @dataclass
@@ -72,7 +73,30 @@ def batch_cadences(cfg: DictConfig) -> dict[str, Any]:
     )
 
 
+def check_optimizer(cfg: DictConfig, net: nn.Module) -> None:
+    """Build the job's optimizer and schedule once on `net`, so that a keyword or value they
+    refuse is said now, naming its config group, not as a traceback from inside training."""
+    optimizer = _built("optim.optimizer", cfg.optim.optimizer, params=net.parameters())
+    if cfg.optim.get("scheduler") is not None:
+        _built("optim.scheduler", cfg.optim.scheduler, optimizer=optimizer)
+
+
+def _built(group: str, node: DictConfig, **arguments: Any) -> Any:
+    try:
+        return instantiate(node)(**arguments)
+    except (TypeError, ValueError) as err:
+        raise UserError(
+            f"{group} ({node.get('_target_')}) cannot be built from its config: {err}. Check "
+            f"the keys and values under {group} (`python train.py --cfg job` prints them; "
+            f"conf/optim/ holds the presets)."
+        ) from None
+
+
 def build_trainer(cfg: DictConfig, **settings: Any) -> L.Trainer:
     """Lightning's Trainer as `cfg.trainer` configures it, with the engine's own `settings`
-    (callbacks, loggers, plugins, where it writes)."""
-    return instantiate(cfg.trainer, **batch_cadences(cfg), **settings)
+    (callbacks, loggers, plugins, where it writes). With `callbacks.model_checkpoint=null` no
+    checkpoint is written (Lightning would add its own, `epoch=0-step=N.ckpt`)."""
+    checkpoints = (cfg.get("callbacks") or {}).get("model_checkpoint") is not None
+    return instantiate(
+        cfg.trainer, **batch_cadences(cfg), enable_checkpointing=checkpoints, **settings
+    )

@@ -45,3 +45,16 @@ class RunInterrupted(UserError):
             f"(weights, optimizer, schedule, BatchNorm statistics, batch sampler) is saved in "
             f"{checkpoint}. Continue exactly where it stopped with: {resume}"
         )
+
+
+class StoppedAfterTraining(RunInterrupted):
+    """SIGTERM or Ctrl-C arrived once training had ended: the records were written first."""
+
+    def __init__(self, signum: int, resume: str) -> None:
+        self.exit_code = 128 + signum
+        UserError.__init__(
+            self,
+            f"{signal.Signals(signum).name} arrived after training had ended: every job's "
+            f"record (metrics.json) was written first, and the run stops here. A sweep "
+            f"continues with: {resume}",
+        )

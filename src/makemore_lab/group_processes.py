@@ -4,28 +4,45 @@ The stacked launcher's groups are independent (each trains its own jobs with one
 on a machine with cores to spare they run at once. A forked child inherits everything the
 launcher has built (Hydra's state, the configs), runs its group and sends back the JobReturns.
 SIGTERM or Ctrl-C reaching this process is passed on to the running children, which save their
-group's checkpoint and stop as a single group does; no new group starts, and this process then
-exits with the signal's status, as a sweep stopped by a signal does.
+jobs' checkpoints and stop as a single group does (a terminal's Ctrl-C reaches them too: the
+copy within a second counts once); no new group starts, and this process then exits with the
+signal's status, as a sweep stopped by a signal does. A child whose parent dies (kill -9)
+stops the same way, as if sent SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 Task = Callable[[], list[Any]]
+PARENT_POLL_SECONDS = 0.5  # how soon a group process notices that the launcher is gone
 
 
-def _child(task: Task, conn: Connection, handlers: dict[int, Any]) -> None:
+def _watch_parent(parent: int) -> None:
+    """SIGTERM to this process once its parent is gone (a kill -9 of the launcher): the group
+    saves, records every job `interrupted` and ends, instead of training on as an orphan."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _child(task: Task, conn: Connection, handlers: dict[int, Any], parent: int) -> None:
     for signum, handler in handlers.items():  # not the parent's forwarding handler
         signal.signal(signum, handler)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
-        conn.send(task())
+        result = task()
+        with contextlib.suppress(OSError):  # the parent is gone: the records say it all
+            conn.send(result)
     finally:
         conn.close()
 
@@ -71,7 +88,7 @@ def run_parallel(tasks: list[Task], n_jobs: int) -> list[list[Any]]:
             while pending and len(running) < n_jobs and not received:
                 index, task = pending.pop(0)
                 parent, child = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(task, child, previous))
+                process = context.Process(target=_child, args=(task, child, previous, os.getpid()))
                 process.start()
                 child.close()
                 running[index] = (process, parent)

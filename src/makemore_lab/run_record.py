@@ -82,8 +82,14 @@ def write_interrupted(run_dir: str | Path, steps: int, checkpoint: Path, signal:
     )
 
 
-def write_failed(run_dir: str | Path, err: BaseException) -> None:
-    """A job that stopped on an error, unless it recorded something better already."""
+def write_failed(run_dir: str | Path, err: BaseException, group: list[str] | None = None) -> None:
+    """A job that stopped on an error, unless it recorded something better already. `group`:
+    the job directories of the stacked group whose shared step raised it (no one job's)."""
     path = path_of(run_dir)
     if path.parent.is_dir() and not path.exists():
-        write_json(path, {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+        error = f"{type(err).__name__}: {err}"
+        record: dict[str, Any] = {"status": "failed", "error": error}
+        if group:
+            record["error"] = f"in its stacked group's shared training step: {error}"
+            record["stacked_group"] = group
+        write_json(path, record)

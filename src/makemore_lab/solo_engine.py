@@ -19,12 +19,12 @@ from torch import nn
 
 from makemore_lab.checkpointing import (
     AtomicCheckpointIO,
-    SaveOnInterrupt,
     check_resumable,
     last_checkpoint,
     read_checkpoint,
 )
-from makemore_lab.engine import Engine, build_trainer, instantiate_all
+from makemore_lab.engine import Engine, build_trainer, check_optimizer, instantiate_all
+from makemore_lab.interrupts import SaveOnInterrupt
 from makemore_lab.lightning_module import MakemoreModule
 from makemore_lab.resume import checkpoint_to_resume
 
@@ -61,6 +61,7 @@ class SoloEngine(Engine):
             generator=generator,
             _convert_="all",
         )
+        check_optimizer(cfg, net)
         config = OmegaConf.to_container(cfg, resolve=True)
         module = MakemoreModule(
             net,

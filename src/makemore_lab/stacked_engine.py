@@ -21,9 +21,10 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from makemore_lab.checkpointing import SaveOnInterrupt, check_resumable, last_checkpoint
+from makemore_lab.checkpointing import check_resumable, last_checkpoint
 from makemore_lab.dynamics import TrainingDynamics
-from makemore_lab.engine import Engine, build_trainer, instantiate_all
+from makemore_lab.engine import Engine, build_trainer, check_optimizer, instantiate_all
+from makemore_lab.interrupts import SaveOnInterrupt
 from makemore_lab.model import MLP
 from makemore_lab.optim import LectureSGD
 from makemore_lab.stacked import StackedMLP
@@ -87,8 +88,10 @@ class StackedEngine(Engine):
             job_loggers=loggers,
             job_hparams=[job_hparams(cfg, vocab.chars) for cfg in cfgs],
         )
-        on_interrupt = SaveOnInterrupt(*(last_checkpoint(cfg) for cfg in cfgs))
-        callbacks = [*group_callbacks(cfgs, loggers), on_interrupt, *extra_callbacks]
+        lasts = [last_checkpoint(cfg) for cfg in cfgs]  # None: checkpoints are off
+        on_interrupt = SaveOnInterrupt(*lasts) if lasts[0] is not None else None
+        interrupt = [on_interrupt] if on_interrupt is not None else []
+        callbacks = [*group_callbacks(cfgs, loggers), *interrupt, *extra_callbacks]
         display = {}
         if not live_display:
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -112,7 +115,7 @@ def check_jobs(
     """Refuse, per job, what its solo run refuses: an optimizer setting torch rejects, a
     checkpoint of another network or vocabulary."""
     for cfg, net, ckpt in zip(cfgs, nets, ckpts, strict=True):
-        instantiate(cfg.optim.optimizer)(params=net.parameters())
+        check_optimizer(cfg, net)
         if ckpt is not None:
             own = {f"net.{k}": v for k, v in net.state_dict().items()}
             model = OmegaConf.to_container(cfg.model, resolve=True)

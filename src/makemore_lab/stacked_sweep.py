@@ -179,9 +179,10 @@ def train_ready(
     try:
         metrics = train_jobs(cfgs, [job.ckpt for job in jobs], live_display=live_display)
     except Exception as err:  # recorded for every job of the group, said once; the sweep goes on
+        names = [Path(cfg.run_dir).name for cfg in cfgs]
+        for cfg in cfgs:  # not one job's doing: each record names the group
+            run_record.write_failed(cfg.run_dir, err, group=names)
         handle_job_error(cfgs[0], err)
-        for cfg in cfgs[1:]:
-            run_record.write_failed(cfg.run_dir, err)
         return {}
     return {
         i: m["val_loss"] if m.get("status") == "completed" else float("nan")

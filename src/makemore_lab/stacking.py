@@ -91,6 +91,8 @@ TRAINER = {
     "enable_progress_bar",
     "deterministic",
     "precision",
+    "gradient_clip_val",  # null (checked: the steps are manual)
+    "accumulate_grad_batches",  # 1 (checked)
 }
 FULL_PRECISION = (None, 32, "32", "32-true")
 NOT_REPRODUCED = "which the stacked engine does not reproduce"

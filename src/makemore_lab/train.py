@@ -33,7 +33,8 @@ from makemore_lab.config_checks import check_config, check_device
 from makemore_lab.data import NamesDataModule, Vocab
 from makemore_lab.dynamics import TrainingDynamics
 from makemore_lab.engine import Engine
-from makemore_lab.errors import RunInterrupted, TrainingDiverged
+from makemore_lab.errors import RunInterrupted, StoppedAfterTraining, TrainingDiverged
+from makemore_lab.interrupts import HeldSignals
 from makemore_lab.lightning_module import split_loss
 from makemore_lab.resume import check_resume, finished_run, resume_command
 from makemore_lab.run_summary import end_summary, start_summary
@@ -102,17 +103,21 @@ def train_jobs(
         engine: Engine = SoloEngine.build(cfgs[0], ckpts[0], extra_callbacks)
     else:
         engine = StackedEngine.build(cfgs, ckpts, extra_callbacks, live_display)
-    fit_seconds = fit(engine)
-    wall = time.perf_counter() - started
-    metrics = [finish_job(engine, job, fit_seconds, wall) for job in range(len(cfgs))]
+    with HeldSignals() as held:  # a signal once training has ended waits for the records
+        fit_seconds = fit(engine, held)
+        wall = time.perf_counter() - started
+        metrics = [finish_or_fail(engine, job, fit_seconds, wall) for job in range(len(cfgs))]
+    if held.signum is not None:
+        raise StoppedAfterTraining(held.signum, resume_command(cfgs[0]))
     if len(cfgs) == 1 and engine.diverged:  # a solo run stops with its error (exit status 2)
         raise divergence_error(engine, 0)
     return metrics
 
 
-def fit(engine: Engine) -> float:
-    """Train; on SIGTERM / Ctrl-C record every job (`interrupted`, each with its own last.ckpt)
-    and raise. Returns the fit's seconds."""
+def fit(engine: Engine, held: HeldSignals) -> float:
+    """Train; on SIGTERM / Ctrl-C before the last step, record every job (`interrupted`, each
+    with its own last.ckpt) and raise; after it, leave the signal to `held`. Returns the fit's
+    seconds."""
     started = time.perf_counter()
     trainer = engine.trainer
     trainer.fit(
@@ -121,6 +126,9 @@ def fit(engine: Engine) -> float:
     seconds = time.perf_counter() - started
     signal = engine.on_interrupt.signal if engine.on_interrupt is not None else None
     if signal is None:
+        return seconds
+    if trainer.global_step >= trainer.max_steps:  # it came as the last chunk ended
+        held.signum = signal
         return seconds
     steps, cfgs = trainer.global_step, engine.cfgs
     for job, cfg in enumerate(cfgs):
@@ -154,6 +162,20 @@ def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dic
         metrics["stacked_group"] = {"jobs": len(engine.cfgs), "index": job}
     finish(cfg, net, vocab, metrics)
     return metrics
+
+
+def finish_or_fail(engine: Engine, job: int, fit_seconds: float, wall: float) -> dict[str, Any]:
+    """`finish_job`; in a group, an error there (evaluation, samples, records) is the job's
+    own: recorded `failed` with its cause, while the other jobs finish."""
+    if len(engine.cfgs) == 1:
+        return finish_job(engine, job, fit_seconds, wall)
+    try:
+        return finish_job(engine, job, fit_seconds, wall)
+    except Exception as err:
+        cfg = engine.cfgs[job]
+        log.exception("job %s failed after training", cfg.run_dir)
+        run_record.write_failed(cfg.run_dir, err)
+        return run_record.read(cfg.run_dir)
 
 
 def divergence_error(engine: Engine, job: int) -> TrainingDiverged:
