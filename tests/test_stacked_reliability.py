@@ -219,3 +219,20 @@ def test_group_processes_stop_and_save_when_the_launcher_is_killed(
         assert record(job)["status"] == "interrupted"
         assert not (job / "run.lock").exists()
         assert (job / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_refused_resume_changes_no_byte_of_the_sweep(names_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    assert sweep(names_file, out, "init.gain=1,5/3", "hydra/launcher=stacked").returncode == 0
+    for job in out.glob("[0-9]_*"):  # as a sweep stopped by a signal leaves them
+        stopped = {"status": "interrupted", "steps": 20, "signal": 15, "run_dir": str(job)}
+        stopped["checkpoint"] = str(job / "checkpoints" / "last.ckpt")
+        (job / "metrics.json").write_text(json.dumps(stopped))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    refused = sweep(
+        names_file, out, "init.gain=1,5/3", "optim.lr=0.5", "resume=true", "hydra/launcher=stacked"
+    )
+    assert refused.returncode == 1 and "optim.lr=0.5 here, 0.1 in the checkpoint" in refused.stderr
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after.keys() == before.keys()
+    assert [p for p in before if before[p] != after[p]] == []  # multirun.yaml included

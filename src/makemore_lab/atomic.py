@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Any
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Replace `path` with `text` in one step (`os.replace` is atomic within a filesystem)."""
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step (`os.replace` is atomic within a filesystem)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`write_bytes` of `text` in UTF-8."""
+    write_bytes(path, text.encode())
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:

@@ -15,6 +15,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from makemore_lab import run_record
+from makemore_lab.atomic import write_bytes
+
+MULTIRUN_YAML = "multirun.yaml"  # Hydra's record of the sweep command, in the sweep directory
 
 
 def job_statuses(sweep_dir: Path) -> dict[str, str]:
@@ -23,13 +26,37 @@ def job_statuses(sweep_dir: Path) -> dict[str, str]:
     return {job.name: run_record.status(job) for job in jobs}
 
 
+def files_of(sweep_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every file under the sweep but Hydra's multirun.yaml: its size and modification time."""
+    return {
+        str(p.relative_to(sweep_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sweep_dir.rglob("*")
+        if p.is_file() and p.name != MULTIRUN_YAML
+    }
+
+
 class SweepReport(Callback):
-    """On multirun end: the table and TensorBoard commands; the jobs that failed, then exit 1."""
+    """On multirun end: the table and TensorBoard commands; the jobs that failed, then exit 1.
+
+    Hydra rewrites the sweep's multirun.yaml before any job starts; when no job then wrote
+    anything (every one refused, or finished already), the earlier multirun.yaml is put back:
+    a refused command changes no byte of a sweep.
+    """
+
+    def __init__(self) -> None:
+        self._before: tuple[bytes, dict[str, tuple[int, int]]] | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if (sweep_dir / MULTIRUN_YAML).is_file():
+            self._before = ((sweep_dir / MULTIRUN_YAML).read_bytes(), files_of(sweep_dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
+        if self._before is not None and files_of(sweep_dir) == self._before[1]:
+            write_bytes(sweep_dir / MULTIRUN_YAML, self._before[0])  # nothing ran: as it was
         statuses = job_statuses(sweep_dir)
         bad = {job: status for job, status in statuses.items() if status != "completed"}
         next_steps = (
