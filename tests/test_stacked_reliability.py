@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
@@ -98,6 +99,7 @@ def test_an_error_in_the_shared_step_fails_the_group_and_each_record_says_so(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(StackedModule, "training_step", broken)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # train_ready sets it: undone after
     cfgs = group_of(make_cfg, tmp_path, "logger=csv")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         hydra_cfg = compose("config", ["hydra.mode=MULTIRUN"], return_hydra_config=True)

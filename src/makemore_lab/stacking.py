@@ -134,10 +134,8 @@ def _callbacks_reason(callbacks: dict[str, Any]) -> str | None:
             return f"callbacks.{key} ({short}) does not run per job in a stacked group"
         allowed = CALLBACKS[name]
         extra = sorted(_options(node) - allowed) if allowed is not None else []
-        if extra:
+        if extra:  # e.g. a checkpoint's `monitor`: a group logs no metric per job to monitor
             return f"callbacks.{key}.{extra[0]} is set, {NOT_REPRODUCED} per job"
-        if node.get("monitor") is not None:
-            return f"callbacks.{key}.monitor is set: a group logs no metric per job to monitor"
     return None
 
 
