@@ -45,11 +45,11 @@ bench: install data  ## steps/s against the lecture's own loop: default, no dyna
 bench-sweep: install data  ## the stacked launcher against the basic one, 16-job memory (ARGS="--ablation": + the 5 rows)
 	$(PY) -m benchmarks.sweep $(ARGS)
 
-test: install data  ## the test suite (what CI runs), two workers (pytest-xdist): about 5 minutes on 2 cores
-	$(PY) -m pytest -n 2 --dist loadscope
+test: install data  ## the test suite (what CI runs), on two workers (pytest-xdist)
+	$(PY) -m pytest -n 2
 
 test-all: install data  ## the test suite plus the slow end-to-end runs and the TensorBoard browser test
-	$(PY) -m pytest -n 2 --dist loadscope -m ""
+	$(PY) -m pytest -n 2 -m ""
 
 screenshot: install data  ## retake docs/tensorboard.png with the browser test (needs Debian's chromium)
 	MAKEMORE_LAB_SCREENSHOT=docs/tensorboard.png $(PY) -m pytest -m slow tests/test_tensorboard_browser.py

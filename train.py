@@ -8,7 +8,7 @@ package must be installed (`make install`, or `pip install -e .`).
 import sys
 
 try:
-    from makemore_lab.app import main
+    from makemore_lab.cli.app import main
 except ModuleNotFoundError as err:
     if err.name != "makemore_lab":
         raise

@@ -38,9 +38,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from benchmarks import reference_loop
-from makemore_lab.app import CONF_DIR
-from makemore_lab.data import NamesDataModule
-from makemore_lab.dynamics import TrainingDynamics
+from makemore_lab.cli.app import CONF_DIR
+from makemore_lab.data.names import NamesDataModule
+from makemore_lab.dynamics.callback import TrainingDynamics
 from makemore_lab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,9 +29,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from benchmarks import reference_loop
-from makemore_lab.app import CONF_DIR
-from makemore_lab.stacked import StackedMLP
-from makemore_lab.stacked_steps import JobSGD, StackedSGD, draw_chunk, train_chunk
+from makemore_lab.cli.app import CONF_DIR
+from makemore_lab.stacked.network import StackedMLP
+from makemore_lab.stacked.steps import JobSGD, StackedSGD, draw_chunk, train_chunk
 from makemore_lab.train import train_jobs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ makemore-table outputs/multiruns/<timestamp> --layers [--step N]
 
 import sys
 
-from makemore_lab.table_cli import main
+from makemore_lab.cli.table import main
 
 if __name__ == "__main__":
     sys.exit(main([*sys.argv[1:], "--layers"]))

@@ -5,7 +5,7 @@ makemore-sample outputs/runs/<run> [--count N --seed S --prefix P]
 
 import sys
 
-from makemore_lab.sample_cli import main
+from makemore_lab.cli.sample import main
 
 if __name__ == "__main__":
     sys.exit(main())

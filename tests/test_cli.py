@@ -8,8 +8,8 @@ from pathlib import Path
 
 from conftest import FAST, on_file, run_cli
 
-SAMPLE = ("-m", "makemore_lab.sample_cli")  # makemore-sample, with the interpreter of the tests
-TABLE = ("-m", "makemore_lab.table_cli")  # makemore-table
+SAMPLE = ("-m", "makemore_lab.cli.sample")  # makemore-sample, with the interpreter of the tests
+TABLE = ("-m", "makemore_lab.cli.table")  # makemore-table
 
 
 def test_headline_sweep_leaves_four_job_directories_with_metrics(

@@ -63,7 +63,7 @@ COMPOSE = """
 import sys
 from pathlib import Path
 from hydra import compose, initialize_config_dir
-from makemore_lab.app import CONF_DIR
+from makemore_lab.cli.app import CONF_DIR
 assert Path(CONF_DIR).is_relative_to(Path(sys.argv[1]).resolve()), CONF_DIR
 with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
     cfg = compose("config")
@@ -108,7 +108,7 @@ def test_a_wheel_carries_the_configs_and_an_install_of_it_composes_them(tmp_path
 
 @pytest.mark.parametrize("option", ["--count=-5", "--count=0", "--seed=9223372036854775808"])
 def test_sample_refuses_a_count_or_seed_out_of_range(option: str, tmp_path: Path) -> None:
-    from makemore_lab.sample_cli import parser
+    from makemore_lab.cli.sample import parser
 
     with pytest.raises(SystemExit) as raised:
         parser().parse_args([str(tmp_path), option])

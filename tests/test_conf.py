@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
 from conftest import ROOT
-from makemore_lab.config_checks import check_config
+from makemore_lab.config.checks import check_config
 from makemore_lab.train import train
 
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))

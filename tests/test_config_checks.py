@@ -21,9 +21,10 @@ from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from conftest import FAST, on_file, run_cli
-from makemore_lab.app import find_user_error, launcher_of
-from makemore_lab.config_checks import CHECKS, check_config, check_launcher
+from makemore_lab.cli.app import launcher_of
+from makemore_lab.config.checks import CHECKS, check_config, check_launcher
 from makemore_lab.errors import UserError
+from makemore_lab.runs.failures import find_user_error
 from makemore_lab.train import train
 
 POSITIVE_INT = "is not valid: it must be a positive integer"
@@ -258,7 +259,7 @@ def test_an_output_dir_that_cannot_be_created_is_one_paragraph(
 
 
 def test_an_unwritable_output_dir_is_refused(monkeypatch, tmp_path: Path) -> None:
-    from makemore_lab import app
+    from makemore_lab.cli import app
 
     monkeypatch.setattr(app.os, "access", lambda path, mode: False)  # as a non-root user sees it
     with pytest.raises(UserError, match="is not writable for this user"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from makemore_lab.data import (
+from makemore_lab.data.names import (
     NamesDataModule,
     Vocab,
     build_dataset,

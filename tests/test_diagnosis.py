@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from makemore_lab.ablation import short_diagnosis
-from makemore_lab.diagnosis import Thresholds, diagnose, thresholds_of
+from makemore_lab.dynamics.diagnosis import Thresholds, diagnose, thresholds_of
 from makemore_lab.errors import UserError
+from makemore_lab.reports.ablation import short_diagnosis
 from makemore_lab.train import train
 
 # A 2-block tanh network: Linear 0, Tanh 1, Linear 2, Tanh 3, output Linear 4.

@@ -16,11 +16,11 @@ from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import DYNAMICS_STATS, FAST, on_file, run_cli
-from makemore_lab.data import NamesDataModule
-from makemore_lab.dynamics import TrainingDynamics
-from makemore_lab.dynamics_writer import chart_names
+from makemore_lab.data.names import NamesDataModule
+from makemore_lab.dynamics.callback import TrainingDynamics
+from makemore_lab.dynamics.writer import chart_names
 from makemore_lab.errors import TrainingDiverged, UserError
-from makemore_lab.layers import Linear
+from makemore_lab.network.layers import Linear
 from makemore_lab.train import train
 
 
@@ -303,7 +303,7 @@ def test_a_diverging_run_stops_at_the_end_of_its_chunk_and_is_recorded(make_cfg)
 def test_heat_map_rows_are_binned_over_the_whole_runs_range() -> None:
     # A layer whose outputs widen 10x during training: binned over the final range, its step-0
     # mass sits in the middle bins and the last row spreads out, none piled into the edge bins.
-    from makemore_lab.dynamics_report import PERCENTILES, bin_percentiles
+    from makemore_lab.dynamics.report import PERCENTILES, bin_percentiles
 
     g = torch.Generator().manual_seed(0)
     rows = torch.stack(

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from makemore_lab.dynamics_stats import (
+from makemore_lab.dynamics.stats import (
     WeightStep,
     activation_stats,
     collect,

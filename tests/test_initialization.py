@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from makemore_lab.errors import UserError
-from makemore_lab.gains import parse_gain
-from makemore_lab.layers import BatchNorm1d, Linear
-from makemore_lab.model import MLP
+from makemore_lab.network.gains import parse_gain
+from makemore_lab.network.layers import BatchNorm1d, Linear
+from makemore_lab.network.model import MLP
 
 SEED = 2147483647
 LECTURE_INIT = dict(scheme="randn", gain=1, bias="randn", output_scheme="randn")

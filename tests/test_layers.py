@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from makemore_lab.layers import BatchNorm1d, Embedding, Identity, Linear, ReLU, Tanh
+from makemore_lab.network.layers import BatchNorm1d, Embedding, Identity, Linear, ReLU, Tanh
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 # Parameter gradients of BatchNorm sum over the batch (and here over three steps) in another

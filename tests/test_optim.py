@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from makemore_lab.optim import LectureSGD, direct_update
+from makemore_lab.network.optim import LectureSGD, direct_update
 from makemore_lab.train import train
 
 

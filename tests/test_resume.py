@@ -248,7 +248,7 @@ def test_checkpoints_are_written_whole_or_not_at_all(
         f.write(b"half a checkpoint")
         raise OSError("No space left on device")
 
-    from makemore_lab.checkpointing import AtomicCheckpointIO
+    from makemore_lab.runs.checkpoints import AtomicCheckpointIO
 
     monkeypatch.setattr(torch, "save", torn_save)
     with pytest.raises(OSError, match="No space left"):

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from conftest import FAST, on_file, run_cli
-from makemore_lab import run_record
 from makemore_lab.errors import UserError
-from makemore_lab.resume import check_resume
-from makemore_lab.run_claim import LOCK, _process_start
+from makemore_lab.runs import record as run_record
+from makemore_lab.runs.claim import LOCK, _process_start
+from makemore_lab.runs.resume import check_resume
 
 
 def files(run: Path) -> dict[Path, bytes]:

@@ -15,12 +15,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from omegaconf import OmegaConf
 
-from makemore_lab.dynamics import OutputCapture
-from makemore_lab.dynamics_stats import WeightStep, collect, to_numbers
-from makemore_lab.model import MLP
-from makemore_lab.stacked import StackedMLP, layer_kind
-from makemore_lab.stacked_engine import StackedEngine
-from makemore_lab.stacked_steps import (
+from makemore_lab.dynamics.callback import OutputCapture
+from makemore_lab.dynamics.stats import WeightStep, collect, to_numbers
+from makemore_lab.network.layers import layer_kind
+from makemore_lab.network.model import MLP
+from makemore_lab.stacked.engine import StackedEngine
+from makemore_lab.stacked.network import StackedMLP
+from makemore_lab.stacked.steps import (
     JobSGD,
     StackedSGD,
     draw_chunk,

@@ -23,9 +23,9 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
 from conftest import FAST, ROOT, on_file, run_cli
-from makemore_lab.app import MAX_DIRNAME_BYTES, job_dirname
+from makemore_lab.cli.app import MAX_DIRNAME_BYTES, job_dirname
 from makemore_lab.errors import StoppedAfterTraining, UserError
-from makemore_lab.stacked_sweep import train_ready
+from makemore_lab.launcher.sweep import train_ready
 from makemore_lab.train import Prepared, prepare_job, train, train_jobs
 
 
@@ -93,7 +93,7 @@ def test_a_jobs_failure_after_training_is_its_own(make_cfg, tmp_path: Path, monk
 def test_an_error_in_the_shared_step_fails_the_group_and_each_record_says_so(
     make_cfg, tmp_path: Path, monkeypatch
 ) -> None:
-    from makemore_lab.stacked_module import StackedModule
+    from makemore_lab.stacked.module import StackedModule
 
     def broken(self, batch, batch_idx) -> None:
         raise RuntimeError("boom")

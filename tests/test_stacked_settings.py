@@ -17,8 +17,8 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from makemore_lab.errors import TrainingDiverged
-from makemore_lab.stacked_sweep import describe
-from makemore_lab.stacking import group_jobs
+from makemore_lab.launcher.grouping import group_jobs
+from makemore_lab.launcher.sweep import describe
 from makemore_lab.train import train, train_jobs
 
 # Settings the stacked engine reproduces per job: all of them train as one group.

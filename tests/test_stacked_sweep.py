@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import FAST, ROOT, on_file, run_cli
-from makemore_lab.stacking import group_jobs
+from makemore_lab.launcher.grouping import group_jobs
 
 HEADLINE = ["model.batchnorm=true,false", "init.gain=1,5/3"]
 JOBS = [
@@ -81,10 +81,10 @@ def test_every_stacked_job_writes_what_its_solo_run_writes(two_sweeps) -> None:
 
 def test_the_sample_and_table_commands_read_a_stacked_sweep(two_sweeps) -> None:
     basic, stacked = two_sweeps
-    sampled = run_cli("-m", "makemore_lab.sample_cli", str(stacked / JOBS[0]), "--count", "3")
-    solo = run_cli("-m", "makemore_lab.sample_cli", str(basic / JOBS[0]), "--count", "3")
+    sampled = run_cli("-m", "makemore_lab.cli.sample", str(stacked / JOBS[0]), "--count", "3")
+    solo = run_cli("-m", "makemore_lab.cli.sample", str(basic / JOBS[0]), "--count", "3")
     assert sampled.returncode == 0 and sampled.stdout == solo.stdout, sampled.stderr
-    table = run_cli("-m", "makemore_lab.table_cli", str(stacked))
+    table = run_cli("-m", "makemore_lab.cli.table", str(stacked))
     assert table.returncode == 0, table.stderr
     assert table.stdout.count("| completed |") == 4
 
@@ -192,7 +192,7 @@ def test_a_signal_to_the_process_group_stops_a_stacked_sweep_and_resume_finishes
     assert not list(out.glob("*/run.lock"))  # every claim released
     for job in jobs:  # each job's own last.ckpt, in the solo format, which the sampler reads
         assert stopped[job]["checkpoint"] == str(out / job / "checkpoints" / "last.ckpt")
-    sampled = run_cli("-m", "makemore_lab.sample_cli", str(out / jobs[0]), "--count", "2")
+    sampled = run_cli("-m", "makemore_lab.cli.sample", str(out / jobs[0]), "--count", "2")
     assert sampled.returncode == 0, sampled.stderr
     # ckpt_path= an interrupted job's own checkpoint continues it, as a solo run, to the end
     solo = [a for a in args if not a.startswith(("seed=", "model.batchnorm=", "hydra/"))]

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import FAST, ROOT, on_file, run_cli
 
-TABLE = ("-m", "makemore_lab.table_cli")  # makemore-table, with the interpreter of the tests
+TABLE = ("-m", "makemore_lab.cli.table")  # makemore-table, with the interpreter of the tests
 
 
 def sweep(names_file: Path, out: Path, *overrides: str, env: dict[str, str] | None = None):
@@ -224,7 +224,7 @@ def test_a_diverging_job_does_not_stop_the_sweep_and_the_table_names_it(
 def test_the_lectures_distribution_plot_has_one_panel_per_job_on_shared_axes(
     tmp_path: Path,
 ) -> None:
-    from makemore_lab.sweep_figures import panels_figure
+    from makemore_lab.reports.figures import panels_figure
 
     jobs = []
     for i, scale in enumerate((1.0, 3.0, 0.5)):

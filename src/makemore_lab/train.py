@@ -27,21 +27,22 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from makemore_lab import run_claim, run_record
-from makemore_lab.checkpointing import last_checkpoint
-from makemore_lab.config_checks import check_config, check_device
-from makemore_lab.data import NamesDataModule, Vocab
-from makemore_lab.dynamics import TrainingDynamics
-from makemore_lab.engine import Engine
+from makemore_lab.config.checks import check_config, check_device
+from makemore_lab.data.names import NamesDataModule, Vocab
+from makemore_lab.dynamics.callback import TrainingDynamics
 from makemore_lab.errors import RunInterrupted, StoppedAfterTraining, TrainingDiverged
-from makemore_lab.interrupts import HeldSignals
-from makemore_lab.lightning_module import split_loss
-from makemore_lab.resume import check_resume, finished_run, resume_command
-from makemore_lab.run_summary import end_summary, start_summary
-from makemore_lab.sampling import sample_names
-from makemore_lab.solo_engine import SoloEngine
-from makemore_lab.stacked_engine import StackedEngine
-from makemore_lab.training_step import diverged
+from makemore_lab.network.sampling import sample_names
+from makemore_lab.runs import claim as run_claim
+from makemore_lab.runs import record as run_record
+from makemore_lab.runs.checkpoints import last_checkpoint
+from makemore_lab.runs.resume import check_resume, finished_run, resume_command
+from makemore_lab.runs.summary import end_summary, start_summary
+from makemore_lab.stacked.engine import StackedEngine
+from makemore_lab.training.engine import Engine
+from makemore_lab.training.interrupts import HeldSignals
+from makemore_lab.training.module import split_loss
+from makemore_lab.training.solo import SoloEngine
+from makemore_lab.training.step import diverged
 
 log = logging.getLogger(__name__)
 

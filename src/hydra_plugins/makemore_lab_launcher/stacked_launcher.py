@@ -1,7 +1,7 @@
 """`hydra/launcher=stacked`: the Hydra side of makemore-lab's stacked launcher.
 
 Hydra instantiates launchers only from the `hydra_plugins` package; the work is done in
-`makemore_lab.stacked_sweep`.
+`makemore_lab.launcher.sweep`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 
 class StackedLauncher(Launcher):
-    """Trains a multirun's jobs in stacked groups in this process (makemore_lab.stacked_sweep)."""
+    """Trains a multirun's jobs in stacked groups in this process (makemore_lab.launcher.sweep)."""
 
     def __init__(self, n_jobs: int = 1) -> None:
         self.n_jobs = n_jobs  # groups at once, each in its own process (-1: one per core)
@@ -31,6 +31,6 @@ class StackedLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from makemore_lab.stacked_sweep import launch
+        from makemore_lab.launcher.sweep import launch
 
         return launch(self, job_overrides, initial_job_idx)

@@ -1,0 +1,1 @@
+"""Config values checked before anything runs (one paragraph per bad value)."""

@@ -1,0 +1,189 @@
+"""`hydra/launcher=stacked`: a multirun's jobs trained in stacked groups, in this one process.
+
+Jobs whose every setting the stacked engine reproduces, and that differ only in per-job values
+(seed, init, the optimizer's settings and schedule, where they write, loggers), train as one
+group (`stacking` decides, and says why a job trains alone). Each job is prepared in its own
+directory and Hydra context (the driver's checks and claim), then the group trains through the
+driver (`train.train_jobs`); a job that trains alone runs as the basic launcher runs it. The
+groups are printed at the start. Every job's directory, `.hydra/`, records and checkpoints are
+a solo run's, so the sweep's summary, the table and TensorBoard read it unchanged. With
+`hydra.launcher.n_jobs` above 1 (-1: one per core), groups run side by side, one process each
+(`group_processes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from makemore_lab.launcher.grouping import Grouping, group_jobs
+from makemore_lab.launcher.processes import Task, run_parallel
+from makemore_lab.runs import claim as run_claim
+from makemore_lab.runs import record as run_record
+from makemore_lab.runs.failures import handle_job_error
+from makemore_lab.train import Prepared, prepare_job, train_jobs
+from makemore_lab.training.console import quiet_lightning
+
+log = logging.getLogger(__name__)
+
+
+def prepare(cfg: DictConfig) -> Prepared | None:
+    """The task each job runs first, in its own directory's context: the driver's checks and
+    claim (`prepare_job`), the config resolved; None if refused (its record is written)."""
+    try:
+        prepared = prepare_job(cfg)
+        prepared.cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        return prepared
+    except Exception as err:
+        handle_job_error(cfg, err)
+        return None
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) -> list[JobReturn]:
+    """The stacked launcher's `launch`: every job's JobReturn, in job order."""
+    setup_globals()
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    configs = []
+    for idx, overrides in enumerate(job_overrides, start=first):
+        cfg = launcher.hydra_context.config_loader.load_sweep_config(
+            launcher.config, list(overrides)
+        )
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = idx
+        configs.append(cfg)
+    grouping = group_jobs(configs)
+    groups = grouping.groups
+    describe(grouping, configs)
+    n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else (os.cpu_count() or 1)
+    side_by_side = n_jobs > 1 and len(groups) > 1
+    tasks = [group_task(launcher, [configs[i] for i in g], not side_by_side) for g in groups]
+    if side_by_side:
+        results = run_parallel(tasks, n_jobs)  # groups side by side, one process each
+    else:
+        results = []
+        for task in tasks:
+            results.append(task())
+            configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    returns = {
+        i: ret
+        for group, rets in zip(groups, results, strict=True)
+        for i, ret in zip(group, rets, strict=True)
+    }
+    return [returns[i] for i in range(len(configs))]
+
+
+def group_task(launcher: Any, configs: list[DictConfig], live_display: bool) -> Task:
+    """What runs one group: stacked if it has several jobs, else the job as the basic launcher."""
+    if len(configs) > 1:
+        return partial(run_group, launcher, configs, live_display)
+    return partial(run_alone, launcher, configs)
+
+
+def describe(grouping: Grouping, configs: list[DictConfig]) -> None:
+    """Print the groups: which jobs train together, named by the overrides that vary, and why
+    a job trains alone."""
+    overrides = [filter_overrides(cfg.hydra.overrides.task) for cfg in configs]
+    shared = set.intersection(*(set(o) for o in overrides))
+    lines = []
+    for group in grouping.groups:
+        nums = ", #".join(str(configs[i].hydra.job.num) for i in group)
+        varying = "; ".join(" ".join(o for o in overrides[i] if o not in shared) for i in group)
+        if len(group) > 1:
+            lines.append(f"  #{nums}: {len(group)} jobs stacked ({varying or 'defaults'})")
+        else:
+            lines.append(f"  #{nums} alone: {grouping.alone[group[0]]} ({varying or 'defaults'})")
+    log.info(
+        "stacked launcher: %d jobs in %d groups\n%s",
+        len(configs),
+        len(grouping.groups),
+        "\n".join(lines),
+    )
+
+
+def run_in_job_dir(launcher: Any, cfg: DictConfig, task: Any) -> JobReturn:
+    """`task(cfg)` in the job's directory and Hydra context, as the basic launcher runs a job."""
+    return run_job(
+        hydra_context=launcher.hydra_context,
+        task_function=task,
+        config=cfg,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+def run_alone(launcher: Any, configs: list[DictConfig]) -> list[JobReturn]:
+    """Jobs that do not stack: each as the basic launcher runs it."""
+    return [run_in_job_dir(launcher, cfg, launcher.task_function) for cfg in configs]
+
+
+def run_group(
+    launcher: Any, configs: list[DictConfig], live_display: bool = True
+) -> list[JobReturn]:
+    """One stacking group: each job prepared in its directory, then trained together with the
+    jobs that start from the same step (a resumed sweep: each from its own last.ckpt)."""
+    returns = [run_in_job_dir(launcher, cfg, prepare) for cfg in configs]
+    prepared: list[Prepared | None] = [ret.return_value for ret in returns]
+    values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p and p.finished}
+    by_step: dict[int | None, list[int]] = {}
+    for i, p in enumerate(prepared):
+        if p is not None and p.finished is None:
+            by_step.setdefault(p.resume_step, []).append(i)
+    if len(by_step) > 1:
+        log.info("resumed jobs at other steps train apart: %s", sorted(by_step.values()))
+    for ready in by_step.values():
+        if len(ready) == 1:  # alone now (the others finished, or resume elsewhere): solo
+            values[ready[0]] = run_in_job_dir(
+                launcher, configs[ready[0]], launcher.task_function
+            ).return_value
+            continue
+        jobs = [prepared[i] for i in ready]
+        try:
+            values |= train_ready(jobs, ready, configs[ready[0]], live_display)
+        finally:  # every job has recorded how it ended
+            for job in jobs:
+                run_claim.release(Path(job.cfg.run_dir))
+    for i, ret in enumerate(returns):
+        ret.status, ret.return_value = JobStatus.COMPLETED, values.get(i, float("nan"))
+    return returns
+
+
+def train_ready(
+    jobs: list[Prepared], indices: list[int], hydra_cfg: DictConfig, live_display: bool = True
+) -> dict[int, float]:
+    """Train the group through the driver; each job's val loss (NaN if it did not complete).
+
+    `hydra_cfg` (a job's sweep config) is Hydra's config while the group trains: the command
+    that resumes the sweep is read from it.
+    """
+    quiet_lightning()
+    HydraConfig.instance().set_config(hydra_cfg)
+    cfgs = [job.cfg for job in jobs]
+    try:
+        metrics = train_jobs(cfgs, [job.ckpt for job in jobs], live_display=live_display)
+    except Exception as err:  # recorded for every job of the group, said once; the sweep goes on
+        names = [Path(cfg.run_dir).name for cfg in cfgs]
+        for cfg in cfgs:  # not one job's doing: each record names the group
+            run_record.write_failed(cfg.run_dir, err, group=names)
+        handle_job_error(cfgs[0], err)
+        return {}
+    return {
+        i: m["val_loss"] if m.get("status") == "completed" else float("nan")
+        for i, m in zip(indices, metrics, strict=True)
+    }

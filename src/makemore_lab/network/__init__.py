@@ -1,0 +1,1 @@
+"""The network: hand-written layers, gains, initialization, the MLP, the SGD, sampling."""

@@ -1,0 +1,130 @@
+"""The plots of a sweep's table: every job's training loss, activations by depth, and the
+lecture's distribution plots with one panel per job.
+
+Matplotlib's object API on the Agg canvas (no pyplot, no display), so the figures render the
+same on a headless machine and leave no global state behind between calls.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from makemore_lab.dynamics.figures import plot_densities
+from makemore_lab.reports.ablation import NONLINEARITIES
+
+
+def loss_curves(jobs: list[Path], labels: list[str]) -> Figure:
+    """One smoothed training-loss curve per job; jobs without logged losses are left out."""
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for job, label in zip(jobs, labels, strict=True):
+        steps, values = read_train_loss(job)
+        if not steps:
+            continue
+        window = max(1, len(values) // 100)  # smooth to ~100 points, like the lecture's view
+        smooth = [statistics.mean(values[i : i + window]) for i in range(0, len(values), window)]
+        ax.plot(steps[::window][: len(smooth)], smooth, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss (smoothed)")
+    ax.set_title("training loss")
+    if ax.lines:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def read_train_loss(job: Path) -> tuple[list[int], list[float]]:
+    """train/loss from the TensorBoard events, else from the CSV logger."""
+    if (job / "tensorboard").is_dir():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(job / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        if "train/loss" in events.Tags()["scalars"]:
+            points = events.Scalars("train/loss")
+            return [p.step for p in points], [p.value for p in points]
+    metrics = job / "csv" / "metrics.csv"
+    if metrics.is_file():
+        with metrics.open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+        return [int(r["step"]) for r in rows], [float(r["train/loss"]) for r in rows]
+    return [], []
+
+
+def depth_stats(job: Path, end: bool = False) -> tuple[dict[int, float], dict[int, float]]:
+    """Activation std and saturation % per nonlinearity layer at step 0 (or the last collected
+    step), from dynamics.csv."""
+    with (job / "dynamics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["layer_type"] in NONLINEARITIES]
+    step = max((int(r["step"]) for r in rows), default=0) if end else 0
+    rows = [r for r in rows if int(r["step"]) == step]
+    std = {int(r["layer"]): float(r["value"]) for r in rows if r["stat"] == "act_std"}
+    sat = {int(r["layer"]): float(r["value"]) for r in rows if r["stat"] == "act_saturated_pct"}
+    return std, sat
+
+
+def depth_figure(jobs: list[Path], labels: list[str], end: bool = False) -> Figure:
+    """Activation std and tanh saturation against depth at init (or the end), a line per job."""
+    fig = Figure(figsize=(12, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_std, ax_sat = fig.subplots(1, 2)
+    for job, label in zip(jobs, labels, strict=True):
+        if not (job / "dynamics.csv").is_file():
+            continue
+        std, sat = depth_stats(job, end)
+        depth = sorted(std)
+        positions = range(1, len(depth) + 1)
+        ax_std.plot(positions, [std[d] for d in depth], marker="o", label=label)
+        if sat:
+            ax_sat.plot(
+                positions, [sat.get(d, float("nan")) for d in depth], marker="o", label=label
+            )
+    when = "the end" if end else "init"
+    ax_std.set(title=f"activation std at {when}", xlabel="nonlinearity (depth)", ylabel="std")
+    ax_sat.set(title=f"tanh saturation at {when}", xlabel="nonlinearity (depth)", ylabel="%")
+    for ax in (ax_std, ax_sat):  # depths are whole numbers: no 1.5 on the axis
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax_std.lines:
+        ax_std.legend(fontsize="small")
+    return fig
+
+
+def panels_figure(jobs: list[Path], labels: list[str], name: str) -> Figure | None:
+    """The lecture's distribution plot `name` (e.g. activations_init) of every job, one panel
+    each on shared axes, from the jobs' `distributions.json`; None if no job has it."""
+    curves = [read_distributions(job).get(name) for job in jobs]
+    shown = [(label, c) for label, c in zip(labels, curves, strict=True) if c]
+    if not shown:
+        return None
+    cols = min(len(shown), 2)
+    rows = -(-len(shown) // cols)
+    fig = Figure(figsize=(7 * cols, 3 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).flatten()
+    for ax, (label, lines) in zip(axes, shown, strict=False):
+        plot_densities(ax, {k: tuple(v) for k, v in lines.items()})
+        ax.set_title(label, fontsize="small")
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize="x-small")
+    what, tag = name.rsplit("_", 1)
+    fig.suptitle(
+        f"{what.replace('_', ' ')} distribution at {'init' if tag == 'init' else 'the end'}"
+    )
+    return fig
+
+
+def read_distributions(job: Path) -> dict[str, Any]:
+    """A job's saved densities (`distributions.json`), {} if it has none or it is damaged."""
+    try:
+        return json.loads((job / "distributions.json").read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,1 @@
+"""A run's directory and records: metrics.json, the run claim, checkpoints, resume, summaries."""

@@ -1,0 +1,1 @@
+"""The stacked engine: N same-shaped jobs trained as one network with a leading job dimension."""

@@ -1,0 +1,208 @@
+"""A stacked group's checkpoints are its jobs' own: each job's files, in the solo format.
+
+Lightning saves a group's state as one dict: the stacked weights and optimizer, the jobs'
+callbacks, batch streams and logging state. `JobCheckpointIO`, the group trainer's checkpoint
+plugin, never writes that dict: asked to save into job j's checkpoint folder (by job j's own
+`JobCheckpoint`, or on SIGTERM / Ctrl-C), it writes job j's solo checkpoint cut out of it
+(`split`); asked to load, it reads every job's own `last.ckpt` and stacks them (`join`). So a
+job's `step*.ckpt` and `last.ckpt` are what its solo run writes (`makemore-sample`, `ckpt_path=`
+and `resume=true` read them), and a killed group resumes each job from its own file. This module
+owns the format and both conversions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from makemore_lab.runs.checkpoints import AtomicCheckpointIO, StepCheckpoint
+from makemore_lab.stacked.steps import JobSGD
+
+SHARED = ("epoch", "global_step", "pytorch-lightning_version", "loops")
+# Stored (1, features) in a group, to broadcast over each job's batch; (features,) alone.
+ROW_VECTORS = (".bias", ".gamma", ".beta")
+
+
+def job_suffix(job: int) -> str:
+    return f"[job {job}]"
+
+
+class JobCheckpoint(StepCheckpoint):
+    """Job `job`'s ModelCheckpoint in a group: its folder, its top-k and last, its own state
+    (keyed apart from the other jobs')."""
+
+    def __init__(self, job: int, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.job = job
+
+    @property
+    def state_key(self) -> str:
+        """The solo run's key (a `StepCheckpoint`'s), marked with the job."""
+        key = super().state_key.removeprefix(type(self).__qualname__)
+        return StepCheckpoint.__qualname__ + key + job_suffix(self.job)
+
+
+@dataclass
+class GroupJobs:
+    """What the conversions need of a group: each job's config, solo network and folder."""
+
+    cfgs: list[DictConfig]
+    nets: list[nn.Module]  # each job's solo network (its parameters name the optimizer state)
+    vocab: str
+
+    def checkpoint_dir(self, job: int) -> Path:
+        return Path(self.cfgs[job].callbacks.model_checkpoint.dirpath)
+
+    def job_of(self, path: str | Path) -> int:
+        """The job whose checkpoint folder holds `path` (Lightning passes real paths)."""
+        folder = Path(path).resolve().parent
+        for job in range(len(self.cfgs)):
+            if self.checkpoint_dir(job).resolve() == folder:
+                return job
+        raise ValueError(f"{path} is in no job's checkpoint folder")
+
+
+def split(group: dict[str, Any], job: int, jobs: GroupJobs) -> dict[str, Any]:
+    """Job `job`'s solo checkpoint, cut out of the group's checkpoint dict."""
+    cfg, steps = jobs.cfgs[job], group["global_step"]
+    ckpt = {key: group[key] for key in SHARED}
+    ckpt["state_dict"] = {
+        name: (t[job].squeeze(0) if name.endswith(ROW_VECTORS) else t[job]).clone()
+        for name, t in group["state_dict"].items()
+    }
+    ckpt["optimizer_states"], ckpt["lr_schedulers"] = solo_optimizer_states(
+        cfg, jobs.nets[job], group["optimizer_states"][0], job, steps
+    )
+    ckpt["callbacks"] = {}
+    for key, state in group["callbacks"].items():
+        if key == "TrainingDynamics":
+            ckpt["callbacks"][key] = state["jobs"][job]
+        elif key.endswith(job_suffix(job)):
+            ckpt["callbacks"][key.removesuffix(job_suffix(job))] = state
+    ckpt["hparams_name"] = "kwargs"
+    ckpt["hyper_parameters"] = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "vocab": jobs.vocab,
+        "compile": cfg.compile,
+    }
+    samplers = group["StackedNamesDataModule"]["sampler_states"]
+    ckpt["NamesDataModule"] = {"sampler_state": samplers[job]}
+    stacked = group["makemore_stacked"]
+    ckpt["makemore"] = {
+        "window": list(stacked["unlogged"][job]),
+        "last_loss": stacked["last_losses"][job],
+        "step0_loss": stacked["step0_losses"][job] if stacked["step0_losses"] else None,
+    }
+    return ckpt
+
+
+def solo_optimizer_states(
+    cfg: DictConfig, net: nn.Module, stacked: dict[str, Any], job: int, steps: int
+) -> tuple[list, list]:
+    """The job's own optimizer and schedule state after `steps` steps, as its solo run has them
+    (the stacked optimizer's state `stacked`: momentum buffers by parameter index)."""
+    optimizer = instantiate(cfg.optim.optimizer)(params=net.parameters())
+    rate = JobSGD.of(cfg).at(steps)  # the rate the next step uses
+    if stacked["param_groups"][0]["momentum_started"][job]:
+        for index, param in enumerate(optimizer.param_groups[0]["params"]):
+            buffer = stacked["state"][index]["momentum_buffer"][job]
+            optimizer.state[param]["momentum_buffer"] = buffer.reshape(param.shape).clone()
+    schedulers = []
+    if cfg.optim.get("scheduler") is not None:
+        scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer)
+        # MultiStepLR after `steps` steps: its counters, and the rate it has set
+        scheduler.last_epoch, scheduler._step_count = steps, steps + 1
+        scheduler._last_lr = [rate]
+        schedulers = [scheduler.state_dict()]
+    optimizer.param_groups[0]["lr"] = rate
+    return [optimizer.state_dict()], schedulers
+
+
+def join(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:
+    """The group's checkpoint dict from its jobs' solo checkpoints (all at one step)."""
+    steps = {c["global_step"] for c in solos}
+    if len(steps) != 1:
+        raise ValueError(f"the jobs' checkpoints are at different steps: {sorted(steps)}")
+    group = {key: solos[0][key] for key in SHARED}
+    group["state_dict"] = {
+        name: _stack(name, [c["state_dict"][name] for c in solos])
+        for name in solos[0]["state_dict"]
+    }
+    group["optimizer_states"] = [stacked_optimizer_state(solos, jobs)]
+    group["lr_schedulers"] = []
+    group["callbacks"] = {}
+    for job, solo in enumerate(solos):
+        for key, state in solo["callbacks"].items():
+            if key == "TrainingDynamics":
+                group["callbacks"].setdefault(key, {"jobs": []})["jobs"].append(state)
+            else:
+                group["callbacks"][key + job_suffix(job)] = state
+    samplers = [c["NamesDataModule"]["sampler_state"] for c in solos]
+    group["StackedNamesDataModule"] = {"sampler_states": samplers}
+    logging = [c["makemore"] for c in solos]
+    step0 = [m["step0_loss"] for m in logging]
+    group["makemore_stacked"] = {
+        "unlogged": [list(m["window"]) for m in logging],
+        "last_losses": [m["last_loss"] for m in logging],
+        "step0_losses": None if None in step0 else step0,
+        "diverged": {},
+    }
+    return group
+
+
+def stacked_optimizer_state(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:
+    """`StackedSGD`'s state from the jobs' own optimizers' states."""
+    params = list(jobs.nets[0].named_parameters())
+    started = [bool(c["optimizer_states"][0]["state"]) for c in solos]
+    state = {}
+    if any(started):
+        for index, (name, param) in enumerate(params):
+            buffers = [
+                c["optimizer_states"][0]["state"][index]["momentum_buffer"]
+                if ok
+                else torch.zeros_like(param)
+                for c, ok in zip(solos, started, strict=True)
+            ]
+            state[index] = {"momentum_buffer": _stack(name, buffers)}
+    group = {
+        "lr": JobSGD.of(jobs.cfgs[0]).lr,
+        "steps_done": solos[0]["global_step"],
+        "active": [True] * len(solos),
+        "momentum_started": started,
+        "params": list(range(len(params))),
+    }
+    return {"state": state, "param_groups": [group]}
+
+
+def _stack(name: str, tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The jobs' tensors of parameter or buffer `name`, stacked as the group holds them."""
+    return torch.stack([t.unsqueeze(0) if name.endswith(ROW_VECTORS) else t for t in tensors])
+
+
+class JobCheckpointIO(AtomicCheckpointIO):
+    """The group trainer's checkpoint plugin: saves and loads each job's own files."""
+
+    def __init__(self, jobs: GroupJobs) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        job = self.jobs.job_of(path)
+        super().save_checkpoint(split(checkpoint, job, self.jobs), path, storage_options)
+
+    def load_checkpoint(self, path: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The group's state from every job's last.ckpt (`path` is job 0's)."""
+        name = Path(path).name
+        solos = [
+            torch.load(self.jobs.checkpoint_dir(j) / name, map_location="cpu", weights_only=True)
+            for j in range(len(self.jobs.cfgs))
+        ]
+        return join(solos, self.jobs)

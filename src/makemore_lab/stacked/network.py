@@ -1,0 +1,157 @@
+"""Several same-shaped networks as one: every parameter and buffer gets a leading job dimension.
+
+A sweep's jobs that differ only in values (init gain and scales, seed, learning rate) have
+tensors of the same shapes, so N of them can run as one network whose matrix products are
+batched (`torch.bmm`) and whose BatchNorm statistics are taken per job (over dim 1). One step
+then costs about as many kernel launches as one job's, which is what a step of these small
+networks is made of. `StackedMLP.from_networks` stacks N solo `model.MLP`s, each initialised
+from its own generator exactly as it would be alone; `network_state(i)` gives job i back in the
+solo `MLP`'s state_dict form, so everything downstream (evaluation, sampling, checkpoints)
+reads a stacked job as a solo one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from makemore_lab.network.layers import (
+    BatchNorm1d,
+    Embedding,
+    Identity,
+    Linear,
+    ReLU,
+    Tanh,
+    update_running_stats,
+)
+from makemore_lab.network.model import MLP
+
+
+def _stack(tensors: Sequence[torch.Tensor]) -> nn.Parameter:
+    return nn.Parameter(torch.stack([t.detach() for t in tensors]))
+
+
+class StackedEmbedding(nn.Module):
+    """N lookup tables (N, vocab, n_embd): job j's contexts read job j's table."""
+
+    solo = Embedding
+
+    def __init__(self, layers: Sequence[Embedding]) -> None:
+        super().__init__()
+        self.weight = _stack([m.weight for m in layers])
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(N, B, block) indices -> (N, B, block, n_embd) vectors."""
+        jobs = torch.arange(idx.shape[0], device=idx.device).view(-1, 1, 1)
+        return self.weight[jobs, idx]
+
+
+class StackedLinear(nn.Module):
+    """N `x @ weight + bias` at once: weight (N, fan_in, fan_out), bias (N, 1, fan_out)."""
+
+    solo = Linear
+
+    def __init__(self, layers: Sequence[Linear]) -> None:
+        super().__init__()
+        self.weight = _stack([m.weight for m in layers])
+        has_bias = layers[0].bias is not None
+        self.bias = _stack([m.bias.view(1, -1) for m in layers]) if has_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.bmm(x, self.weight)
+        return out + self.bias if self.bias is not None else out
+
+
+class StackedBatchNorm1d(nn.Module):
+    """N BatchNorm layers: statistics over each job's batch (dim 1), running stats per job."""
+
+    solo = BatchNorm1d
+
+    def __init__(self, layers: Sequence[BatchNorm1d]) -> None:
+        super().__init__()
+        first = layers[0]
+        self.eps, self.momentum = first.eps, first.momentum
+        self.unbiased, self.running = first.unbiased, first.running
+        self.gamma = _stack([m.gamma.view(1, -1) for m in layers])
+        self.beta = _stack([m.beta.view(1, -1) for m in layers])
+        self.register_buffer("running_mean", torch.stack([m.running_mean for m in layers]))
+        name = f"running_{self.running}"
+        self.register_buffer(name, torch.stack([getattr(m, name) for m in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The solo layer's arithmetic in the same order, with a job dimension in front.
+        if self.training:
+            mean = x.mean(1, keepdim=True)
+            var = x.var(1, keepdim=True, correction=1 if self.unbiased else 0)
+            scale = torch.sqrt(var + self.eps)
+            tracked = var if self.unbiased else x.var(1, keepdim=True, correction=1)
+            self._update_running(mean.squeeze(1), tracked.squeeze(1), scale.squeeze(1))
+        elif self.running == "var":
+            mean = self.running_mean.unsqueeze(1)
+            scale = torch.sqrt(self.running_var.unsqueeze(1) + self.eps)
+        else:
+            mean, scale = self.running_mean.unsqueeze(1), self.running_std.unsqueeze(1)
+        return self.gamma * (x - mean) / scale + self.beta
+
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, scale: torch.Tensor) -> None:
+        update_running_stats(self, mean, var, scale)
+
+
+STACKED = {Linear: StackedLinear, BatchNorm1d: StackedBatchNorm1d}
+
+
+ELEMENTWISE = (Tanh, ReLU, Identity)  # the same module serves any number of jobs
+
+
+class StackedMLP(nn.Module):
+    """N same-shaped `model.MLP`s trained as one: logits (N, B, vocab) for contexts (N, B, block).
+
+    `layers` keeps the solo network's order and indices, so per-layer statistics are named as
+    a solo run names them.
+    """
+
+    def __init__(self, networks: Sequence[MLP]) -> None:
+        super().__init__()
+        self.jobs, self.block_size = len(networks), networks[0].block_size
+        self.embedding = StackedEmbedding([net.embedding for net in networks])
+        layers = []
+        for position in zip(*(net.layers for net in networks), strict=True):
+            kind = type(position[0])
+            layers.append(position[0] if kind in ELEMENTWISE else STACKED[kind](position))
+        self.layers = nn.ModuleList(layers)
+
+    @classmethod
+    def from_networks(cls, networks: Sequence[MLP]) -> StackedMLP:
+        """Stack `networks`, which must have the same layers and shapes (one stacking group)."""
+        shapes = [[tuple(t.shape) for t in net.state_dict().values()] for net in networks]
+        kinds = [[type(m) for m in net.layers] for net in networks]
+        if any(s != shapes[0] for s in shapes) or any(k != kinds[0] for k in kinds):
+            raise ValueError("only networks with the same layers and shapes can be stacked")
+        return cls(networks)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        emb = self.embedding(idx)  # (N, B, block, n_embd)
+        x = emb.reshape(emb.shape[0], emb.shape[1], -1)  # concatenate each context's vectors
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def weights(self) -> dict[str, tuple[str, nn.Parameter]]:
+        """The weights the dynamics statistics follow, named as in a solo run: name -> (kind, w)."""
+        weights = {"embedding": ("Embedding", self.embedding.weight)}
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, StackedLinear):
+                weights[str(i)] = ("Linear", layer.weight)
+        return weights
+
+    def network_state(self, job: int) -> dict[str, torch.Tensor]:
+        """Job `job`'s parameters and buffers under the solo `MLP`'s state_dict names."""
+        state = {}
+        for name, t in self.state_dict().items():
+            one = t[job]
+            if name.endswith((".bias", ".gamma", ".beta")) and one.dim() == 2:
+                one = one.squeeze(0)  # stored (1, features) to broadcast over the batch
+            state[name] = one.clone()
+        return state

@@ -1,0 +1,255 @@
+"""The optimizer steps of a stacked group: each job's own batches, learning rate and fate.
+
+`StackedMLP` computes N jobs at once; this module feeds it. Each job keeps its own generator
+(the one that drew its weights) and draws its chunk of minibatch indices from it exactly as a
+solo run does (one `randint` of chunk x batch values), so its data order is the one it would
+see alone. The loss is the sum of the jobs' mean losses, so each job's gradient is its own.
+Each job has its own optimizer settings and schedule (`JobSGD`: torch's SGD with momentum,
+dampening, nesterov, weight decay, and any MultiStepLR), and a job whose loss stops being
+finite is frozen at the end of that chunk (its updates masked) while the others go on, as a
+solo run stops at the end of its chunk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.optim.sgd import sgd
+
+from makemore_lab.stacked.network import StackedMLP
+
+
+@dataclass(frozen=True)
+class JobSGD:
+    """One job's optimizer as its solo run builds it: torch's SGD settings and a MultiStepLR.
+
+    Read from the job's own `optim.optimizer` and `optim.scheduler` (resolved), so whatever the
+    solo run's optimizer gets (`optim.lr` or the optimizer's own `lr`, momentum, ...) this gets.
+    """
+
+    lr: float
+    milestones: tuple[int, ...] = ()  # MultiStepLR's; () for a constant rate
+    gamma: float = 0.1
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    maximize: bool = False
+    foreach: bool | None = None
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> JobSGD:
+        """A job's optimizer from its config (the stacked engine checked it can reproduce it)."""
+        settings = OmegaConf.to_container(cfg.optim.optimizer, resolve=True)
+        settings = {k: v for k, v in settings.items() if not k.startswith("_")}
+        scheduler = cfg.optim.get("scheduler")
+        if scheduler is not None:
+            settings["milestones"] = tuple(int(m) for m in scheduler.milestones)
+            settings["gamma"] = float(scheduler.get("gamma", 0.1))
+        return cls(**settings)
+
+    @property
+    def plain(self) -> bool:
+        """No momentum, decay or sign flip: the update is `p - lr * grad` alone."""
+        return not (self.momentum or self.weight_decay or self.maximize)
+
+    def at(self, step: int) -> float:
+        """The rate optimizer step `step` uses: MultiStepLR's, multiplied at each milestone
+        passed, in order (`lr * gamma ** count` there), as it rounds."""
+        rate = self.lr
+        counts = Counter(self.milestones)
+        for milestone in sorted(counts):
+            if milestone <= step:
+                rate = rate * self.gamma ** counts[milestone]
+        return rate
+
+    def settings(self) -> tuple[Any, ...]:
+        """What, besides the rate, one call of torch's SGD takes: jobs alike share a call."""
+        return (
+            self.momentum,
+            self.dampening,
+            self.weight_decay,
+            self.nesterov,
+            self.maximize,
+            self.foreach,
+        )
+
+
+def draw_chunk(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    chunk: int,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each job's next `chunk` minibatches, from its own generator.
+
+    Returns x (N, chunk, B, block) and y (N, chunk, B).
+    """
+    ix = torch.stack(
+        [torch.randint(0, x.shape[0], (chunk, batch_size), generator=g) for g in generators]
+    )
+    ix = ix.to(x.device, non_blocking=True)
+    return x[ix], y[ix]
+
+
+def job_losses(model: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each job's mean cross-entropy on its own minibatch: (N,) for x (N, B, block), y (N, B)."""
+    logits = model(x)
+    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return losses.view(y.shape).mean(1)
+
+
+class StackedSGD(torch.optim.Optimizer):
+    """Each job's own SGD (`JobSGD`) on its slice of the stacked parameters, bit for bit.
+
+    `lecture=True` is `optim.LectureSGD` (`p += -lr * grad`: the product, then the sum), one
+    batched op per parameter with the rates as a tensor. Otherwise each set of jobs that share
+    a rate and settings gets one call of torch's own SGD function (`torch.optim.sgd.sgd`, what
+    `torch.optim.SGD.step` calls) on their slices, which have the solo tensors' shapes: the same
+    kernels on the same elements. Momentum buffers are stacked like the parameters. Frozen jobs
+    are not updated. The step count, the frozen jobs and whose momentum has started live in the
+    param group, so checkpoints carry them.
+    """
+
+    def __init__(self, model: StackedMLP, jobs: Sequence[JobSGD], lecture: bool = False) -> None:
+        super().__init__(model.parameters(), {"lr": jobs[0].lr})
+        self.jobs, self.lecture = list(jobs), lecture
+        group = self.param_groups[0]
+        group["steps_done"] = 0
+        group["active"] = [True] * len(self.jobs)
+        group["momentum_started"] = [False] * len(self.jobs)
+
+    @property
+    def active(self) -> torch.Tensor:
+        return torch.tensor(self.param_groups[0]["active"], dtype=torch.bool)
+
+    def freeze(self, jobs: Sequence[int]) -> None:
+        """Stop updating these jobs (they diverged)."""
+        for job in jobs:
+            self.param_groups[0]["active"][job] = False
+
+    def rates(self, step: int) -> list[float]:
+        """Each job's learning rate at optimizer step `step`."""
+        return [job.at(step) for job in self.jobs]
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        if closure is not None:  # Lightning's: it runs the on_before_optimizer_step hooks
+            with torch.enable_grad():
+                closure()
+        self.update()
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One step of every active job: `step` without the closure and torch's step hooks."""
+        group = self.param_groups[0]
+        params, rates = group["params"], self.rates(group["steps_done"])
+        active = group["active"]
+        plain = all(job.plain and not job.nesterov for job in self.jobs)
+        if len(set(rates)) == 1 and all(active) and plain:  # the solo optimizer's own calls
+            grads = [p.grad for p in params]
+            if self.lecture:
+                torch._foreach_add_(params, torch._foreach_mul(grads, -rates[0]))
+            else:
+                torch._foreach_add_(params, grads, alpha=-rates[0])
+        elif self.lecture:
+            self._lecture_step(params, rates)
+        else:
+            calls: dict[tuple[Any, ...], list[int]] = {}
+            for j, job in enumerate(self.jobs):
+                if active[j]:
+                    calls.setdefault((rates[j], *job.settings()), []).append(j)
+            for jobs in calls.values():
+                self._sgd(params, jobs, rates[jobs[0]])
+        group["steps_done"] += 1
+
+    def _sgd(self, params: list[torch.Tensor], jobs: list[int], rate: float) -> None:
+        """torch's SGD step for `jobs` (alike in rate and settings), on their slices."""
+        job = self.jobs[jobs[0]]
+        slices = [p[j] for p in params for j in jobs]
+        buffers = self._momentum_buffers(params, jobs) if job.momentum else [None] * len(slices)
+        sgd(
+            slices,
+            [p.grad[j] for p in params for j in jobs],
+            buffers,
+            foreach=job.foreach,
+            weight_decay=job.weight_decay,
+            momentum=job.momentum,
+            lr=rate,
+            dampening=job.dampening,
+            nesterov=job.nesterov,
+            maximize=job.maximize,
+        )
+        if job.momentum:
+            self._keep_momentum(params, jobs, buffers)
+
+    def _momentum_buffers(self, params: list[torch.Tensor], jobs: list[int]) -> list:
+        """Each job's momentum buffer slices; None where its first step will create them."""
+        started = self.param_groups[0]["momentum_started"]
+        buffers = []
+        for p in params:
+            stacked = self.state[p].get("momentum_buffer")
+            buffers += [stacked[j] if started[j] else None for j in jobs]
+        return buffers
+
+    def _keep_momentum(self, params: list[torch.Tensor], jobs: list[int], buffers: list) -> None:
+        """Copy buffers torch created on a job's first step into the stacked ones."""
+        started = self.param_groups[0]["momentum_started"]
+        fresh = [j for j in jobs if not started[j]]
+        if not fresh:
+            return
+        for i, p in enumerate(params):
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            for k, j in enumerate(jobs):
+                if not started[j]:
+                    state["momentum_buffer"][j].copy_(buffers[i * len(jobs) + k])
+        for j in fresh:
+            started[j] = True
+
+    def _lecture_step(self, params: list[torch.Tensor], rates: list[float]) -> None:
+        device, dtype = params[0].device, params[0].dtype
+        neg = torch.tensor([-r for r in rates], dtype=dtype).to(device, non_blocking=True)
+        updates = torch._foreach_mul([p.grad for p in params], [_per_job(neg, p) for p in params])
+        active = self.active
+        if not bool(active.all()):  # 0 * NaN is NaN: a frozen job's update is zeroed
+            mask = active.to(device)
+            updates = [torch.where(_per_job(mask, u), u, 0.0) for u in updates]
+        torch._foreach_add_(params, updates)
+
+
+def _per_job(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(N,) values shaped to broadcast over a stacked tensor (N, ...)."""
+    return values.view(-1, *[1] * (like.dim() - 1))
+
+
+def train_chunk(
+    model: StackedMLP, optimizer: StackedSGD, xs: torch.Tensor, ys: torch.Tensor
+) -> torch.Tensor:
+    """One optimizer step per minibatch of the chunk; the jobs' losses (N, chunk), before each
+    update. Jobs whose loss was not finite in this chunk are frozen from its end on."""
+    losses = []
+    params = list(model.parameters())
+    for i in range(xs.shape[1]):
+        loss = job_losses(model, xs[:, i], ys[:, i])
+        for p in params:
+            p.grad = None
+        loss.sum().backward()  # a sum of per-job means: each job's gradient is its own
+        optimizer.update()
+        losses.append(loss.detach())
+    chunk = torch.stack(losses, dim=1)
+    optimizer.freeze(diverged_jobs(chunk))
+    return chunk
+
+
+def diverged_jobs(losses: torch.Tensor) -> list[int]:
+    """The jobs with a loss that is not finite in `losses` (N, steps)."""
+    return torch.nonzero(~torch.isfinite(losses).all(dim=1)).flatten().tolist()
