@@ -148,7 +148,7 @@ def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dic
     cfg, vocab = engine.cfgs[job], engine.datamodule.vocab
     net, steps = engine.network(job), engine.trainer.global_step
     losses = evaluate(net, engine.datamodule, engine.loggers(job), steps)
-    metrics = record(
+    metrics = final_metrics(
         Path(cfg.run_dir),
         engine.step0_loss(job),
         losses,
@@ -207,14 +207,11 @@ def finish(cfg: DictConfig, net: nn.Module, vocab: Vocab, metrics: dict[str, Any
 
 
 def start_run_dir(cfg: DictConfig) -> None:
-    """Create the run directory, say what runs, save the resolved config, set torch's threads."""
+    """Create the run directory, say what runs, save the resolved config."""
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log.info("makemore-lab run\n%s", start_summary(cfg))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    threads = resolve_threads(cfg.get("threads"))
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def evaluate(
@@ -236,7 +233,7 @@ def evaluate(
     return losses
 
 
-def record(
+def final_metrics(
     run_dir: Path,
     step0_loss: float | None,
     losses: dict[str, float],

@@ -3,9 +3,9 @@
 At step 0 (before the first update), every `every_n_steps` and at the last step, the callback
 arms forward hooks on the network's layers for that one step and captures each layer's output,
 its gradient, and every weight's gradient and values around the update. The statistics are
-pure functions of those tensors (`dynamics_stats`); the numbers go to `dynamics.csv` and the
-loggers (`dynamics_writer`) and, at step 0 and at the end, to a text report and the lecture's
-figures (`dynamics_report`). This module keeps only the cadence, the hooks and resume state.
+pure functions of those tensors (`stats`); the numbers go to `dynamics.csv` and the
+loggers (`writer`) and, at step 0 and at the end, to a text report and the lecture's
+figures (`report`). This module keeps only the cadence, the hooks and resume state.
 
 A Lightning batch is a chunk of optimizer steps (see `data.TrainingChunks`): the hooks are armed
 for the collected step alone, inside its chunk (torch's optimizer post-step hook tells when a

@@ -1,7 +1,7 @@
 """The lecture's diagnostic plots, drawn with matplotlib's object API (no pyplot state).
 
 Each function returns a Figure on an Agg canvas at `DPI`, ready to render once
-(`logger_media.figure_to_array`) for both the PNG and the loggers. Margins are fixed rather
+(`media.figure_to_array`) for both the PNG and the loggers. Margins are fixed rather
 than computed by a layout engine: constrained layout measured about a third of a figure's cost,
 and these figures have a known shape.
 """

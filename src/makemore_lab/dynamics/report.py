@@ -180,7 +180,7 @@ class DynamicsReport:
 
     def _save_densities(self, lines: dict[str, Any]) -> None:
         """The plotted densities into `distributions.json`: the table draws a sweep's jobs
-        side by side from them (`sweep_figures.panels_figure`)."""
+        side by side from them (`reports.figures.panels_figure`)."""
         path = self.dirpath / "distributions.json"
         saved = json.loads(path.read_text()) if path.is_file() else {}
         write_json(path, saved | lines)

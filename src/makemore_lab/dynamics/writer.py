@@ -2,7 +2,7 @@
 
 One CSV row per (step, layer, statistic); the same values as scalars named
 `<statistic>/<chart name>` (one TensorBoard section per statistic, one chart per layer), and
-histograms of the captured tensors. TensorBoard and W&B both get them (see `logger_media`).
+histograms of the captured tensors. TensorBoard and W&B both get them (see `media`).
 Chart names follow depth, not module index (`chart_names`), so runs with and without
 BatchNorm share a chart at every depth.
 """

@@ -45,7 +45,7 @@ PER_JOB = (
 # by the module that defines it.
 MODELS = ("makemore_lab.model.MLP", "makemore_lab.network.model.MLP")
 DATA = ("makemore_lab.data.NamesDataModule", "makemore_lab.data.names.NamesDataModule")
-# optimizer -> the keys of it the engine reproduces (`stacked_steps.StackedSGD`)
+# optimizer -> the keys of it the engine reproduces (`stacked.steps.StackedSGD`)
 OPTIMIZERS = {
     "torch.optim.SGD": {
         "lr",

@@ -2,13 +2,13 @@
 
 Jobs whose every setting the stacked engine reproduces, and that differ only in per-job values
 (seed, init, the optimizer's settings and schedule, where they write, loggers), train as one
-group (`stacking` decides, and says why a job trains alone). Each job is prepared in its own
+group (`grouping` decides, and says why a job trains alone). Each job is prepared in its own
 directory and Hydra context (the driver's checks and claim), then the group trains through the
 driver (`train.train_jobs`); a job that trains alone runs as the basic launcher runs it. The
 groups are printed at the start. Every job's directory, `.hydra/`, records and checkpoints are
 a solo run's, so the sweep's summary, the table and TensorBoard read it unchanged. With
 `hydra.launcher.n_jobs` above 1 (-1: one per core), groups run side by side, one process each
-(`group_processes`).
+(`processes`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Initialization gains: a number, a fraction such as '5/3', or a nonlinearity's name.
 
 Part of initialization (`initialization.init_network` multiplies weights by the gain), kept in
-a module of its own without torch, so that `config_checks` can check `init.gain` before torch
+a module of its own without torch, so that `config.checks` can check `init.gain` before torch
 and Lightning are imported: a typo in an override is answered in a fraction of a second.
 """
 

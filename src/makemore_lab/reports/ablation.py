@@ -3,7 +3,7 @@
 Each job directory of a multirun (one with `.hydra/overrides.yaml`) gives its status and losses
 through `run_record`, its published numbers through its `config.yaml`, and its activation
 statistics through its `dynamics.csv`. Failed, diverged, unfinished and unreadable jobs stay
-rows, so a table never hides a job. `makemore-table` (table_cli.py) prints and writes them.
+rows, so a table never hides a job. `makemore-table` (cli/table.py) prints and writes them.
 """
 
 from __future__ import annotations

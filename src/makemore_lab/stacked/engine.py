@@ -1,6 +1,6 @@
 """The stacked engine: two or more jobs trained as one network with a leading job dimension.
 
-The launcher groups only jobs whose every setting this engine reproduces (`stacking`). Each
+The launcher groups only jobs whose every setting this engine reproduces (`launcher.grouping`). Each
 job keeps its own generator, initialization, optimizer settings and schedule (`JobSGD`),
 loggers (a W&B run of its own), checkpoints (its own `JobCheckpoint`, written in the solo
 format by `JobCheckpointIO`) and dynamics statistics; each job's numbers are its solo run's
@@ -123,8 +123,9 @@ def check_jobs(
 
 
 def group_callbacks(cfgs: list[DictConfig], loggers: list[list[Logger]]) -> list[L.Callback]:
-    """The configured callbacks, for the group (`stacking.CALLBACKS` lists them): each job's
-    own checkpoints, the dynamics callback writing each job's statistics to its directory."""
+    """The configured callbacks, for the group (`launcher.grouping.CALLBACKS` lists them):
+    each job's own checkpoints, the dynamics callback writing each job's statistics to its
+    directory."""
     callbacks: list[L.Callback] = []
     configured = cfgs[0].get("callbacks") or {}
     if configured.get("progress_bar") is not None:

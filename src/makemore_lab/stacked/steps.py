@@ -246,10 +246,10 @@ def train_chunk(
         optimizer.update()
         losses.append(loss.detach())
     chunk = torch.stack(losses, dim=1)
-    optimizer.freeze(diverged_jobs(chunk))
+    optimizer.freeze(nonfinite_jobs(chunk))
     return chunk
 
 
-def diverged_jobs(losses: torch.Tensor) -> list[int]:
+def nonfinite_jobs(losses: torch.Tensor) -> list[int]:
     """The jobs with a loss that is not finite in `losses` (N, steps)."""
     return torch.nonzero(~torch.isfinite(losses).all(dim=1)).flatten().tolist()

@@ -1,8 +1,8 @@
 """An engine trains a list of jobs for the driver (`train.train_jobs`).
 
-A solo run and a stacked group differ only in their engine. `SoloEngine` (solo_engine.py)
+A solo run and a stacked group differ only in their engine. `SoloEngine` (training/solo.py)
 trains one job with `MakemoreModule`: any optimizer and schedule, compiled or not, the
-reference every stacked result is compared with. `StackedEngine` (stacked_engine.py) trains two
+reference every stacked result is compared with. `StackedEngine` (stacked/engine.py) trains two
 or more jobs as one `StackedMLP`. Both build the data, the module and Lightning's Trainer from
 the jobs' configs, and answer the driver's questions about each job once it has trained: its
 network, its loggers, its loss before training, and where it diverged.
@@ -40,7 +40,7 @@ class Engine:
 
     @property
     def diverged(self) -> dict[int, dict[str, Any]]:
-        """job -> where its loss stopped being finite (`training_step.divergence`)."""
+        """job -> where its loss stopped being finite (`training.step.divergence`)."""
         return self.module.diverged
 
     def network(self, job: int) -> nn.Module:
