@@ -85,6 +85,7 @@ def test_a_cadence_that_splits_a_chunk_is_refused_with_the_fix(names_file: Path,
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # torch.compile's first steps take half a minute: `make test-all` (CI) runs it
 def test_compiled_training_follows_the_eager_loss_trajectory(make_cfg, tmp_path: Path) -> None:
     from torch._dynamo.utils import counters
 

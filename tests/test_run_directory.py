@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -85,11 +86,26 @@ def test_an_unclaimed_unfinished_run_is_refused_too(names_file: Path, tmp_path) 
     assert not (run / "metrics.json").exists() and not (run / ".hydra").exists()
 
 
-def test_resume_refuses_changed_training_settings_naming_each(names_file: Path, tmp_path) -> None:
-    first = tmp_path / "first"
+@pytest.fixture(scope="module")
+def completed_run(names_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One completed 20-step run (the FAST settings), trained once for the tests that read it
+    or continue a copy of it."""
+    from hydra import compose, initialize_config_dir
+
+    from conftest import ROOT
+    from makemore_lab.train import train
+
+    run = tmp_path_factory.mktemp("completed") / "run"
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        train(compose("config", [*on_file(names_file), *FAST, f"run_dir={run}"]))
+    return run
+
+
+def test_resume_refuses_changed_training_settings_naming_each(
+    names_file: Path, tmp_path, completed_run: Path
+) -> None:
     args = ["train.py", *on_file(names_file), *FAST]
-    assert run_cli(*args, f"hydra.run.dir={first}").returncode == 0
-    ckpt = first / "checkpoints" / "last.ckpt"
+    ckpt = completed_run / "checkpoints" / "last.ckpt"
     new = tmp_path / "new"
     changed = run_cli(
         *args, f"ckpt_path={ckpt}", "optim.lr=0.5", "data.batch_size=16", f"hydra.run.dir={new}"
@@ -105,11 +121,11 @@ def test_resume_refuses_changed_training_settings_naming_each(names_file: Path, 
 
 
 def test_max_steps_may_grow_on_resume_but_not_fall_below_the_checkpoint(
-    names_file: Path, tmp_path
+    names_file: Path, tmp_path, completed_run: Path
 ) -> None:
     run = tmp_path / "run"
+    shutil.copytree(completed_run, run)  # 20 steps, completed
     args = ["train.py", *on_file(names_file), *FAST, f"hydra.run.dir={run}"]
-    assert run_cli(*args).returncode == 0  # 20 steps, completed
     longer = run_cli(*args, "trainer.max_steps=30", "resume=true")
     assert longer.returncode == 0, longer.stderr
     metrics = json.loads((run / "metrics.json").read_text())
