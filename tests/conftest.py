@@ -29,6 +29,9 @@ FAST = [
     "callbacks.dynamics.figures=false",  # figures cost seconds; tests that check them turn them on
 ]
 
+# W&B runs written to disk only, without its console chatter.
+OFFLINE = {"WANDB_SILENT": "true", "WANDB_MODE": "offline"}
+
 # The scalar statistics the dynamics callback logs, one TensorBoard section each.
 DYNAMICS_STATS = (
     "act_mean",

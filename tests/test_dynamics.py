@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import DYNAMICS_STATS, FAST, on_file, run_cli
+from conftest import DYNAMICS_STATS, FAST, OFFLINE, on_file, run_cli
 from makemore_lab.data.names import NamesDataModule
 from makemore_lab.dynamics.callback import TrainingDynamics
 from makemore_lab.dynamics.writer import chart_names
@@ -248,7 +248,7 @@ def test_wandb_offline_gets_scalars_histograms_and_images_one_run_per_job(
         *FAST,
         "callbacks.dynamics.figures=true",
         f"hydra.sweep.dir={sweep}",
-        env={"WANDB_SILENT": "true", "WANDB_MODE": "offline"},
+        env=OFFLINE,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0_init.gain=1", "1_init.gain=5_3"):

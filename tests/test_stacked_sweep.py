@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import FAST, ROOT, on_file, run_cli
 from makemore_lab.launcher.grouping import group_jobs
+from test_dynamics import OFFLINE
 
 HEADLINE = ["model.batchnorm=true,false", "init.gain=1,5/3"]
 JOBS = [
@@ -226,17 +227,9 @@ def test_a_signal_to_the_process_group_stops_a_stacked_sweep_and_resume_finishes
 def test_every_job_of_a_stacked_sweep_is_its_own_wandb_run(names_file, tmp_path) -> None:
     pytest.importorskip("wandb")
     out = tmp_path / "sweep"
+    four = ["seed=1,2", "init.gain=1,5/3", "logger=[csv,wandb]", "hydra/launcher=stacked"]
     result = run_cli(
-        "train.py",
-        "-m",
-        *on_file(names_file),
-        *FAST,
-        "seed=1,2",
-        "init.gain=1,5/3",
-        "logger=[csv,wandb]",
-        "hydra/launcher=stacked",
-        f"hydra.sweep.dir={out}",
-        env={"WANDB_SILENT": "true", "WANDB_MODE": "offline"},
+        "train.py", "-m", *on_file(names_file), *FAST, *four, f"hydra.sweep.dir={out}", env=OFFLINE
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "#0, #1, #2, #3: 4 jobs stacked" in result.stdout + result.stderr
