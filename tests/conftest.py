@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_NAMES = ROOT / "data" / "names.txt"
@@ -44,6 +44,11 @@ DYNAMICS_STATS = (
     "grad_data_ratio",
     "update_data_ratio_log10",
 )
+
+
+def resolved(cfg: DictConfig) -> DictConfig:
+    """A job's config with every interpolation resolved, as the stacked launcher hands it on."""
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
 def on_file(path: Path) -> list[str]:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
-from omegaconf import OmegaConf
 
+from conftest import resolved
 from makemore_lab.dynamics.callback import OutputCapture
 from makemore_lab.dynamics.stats import WeightStep, collect, to_numbers
 from makemore_lab.network.layers import layer_kind
@@ -148,7 +148,7 @@ def test_groups_side_by_side_draw_no_live_display(make_cfg, tmp_path: Path) -> N
         make_cfg(f"init.gain={gain}", "logger=csv", f"run_dir={tmp_path / gain}", fast=False)
         for gain in ("1", "3")
     ]  # the default display: the rich bar and the model table
-    cfgs = [OmegaConf.create(OmegaConf.to_container(c, resolve=True)) for c in cfgs]
+    cfgs = [resolved(c) for c in cfgs]
     for live in (True, False):
         trainer = StackedEngine.build(cfgs, [None, None], live_display=live).trainer
         assert any(isinstance(c, ProgressBar) for c in trainer.callbacks) is live

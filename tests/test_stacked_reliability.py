@@ -20,17 +20,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
-from omegaconf import OmegaConf
 
-from conftest import FAST, ROOT, on_file, run_cli
+from conftest import FAST, ROOT, on_file, resolved, run_cli
 from makemore_lab.cli.app import MAX_DIRNAME_BYTES, job_dirname
 from makemore_lab.errors import StoppedAfterTraining, UserError
 from makemore_lab.launcher.sweep import train_ready
 from makemore_lab.train import Prepared, prepare_job, train, train_jobs
-
-
-def resolved(cfg):
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
 def record(run: Path) -> dict:

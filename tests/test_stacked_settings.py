@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
+from conftest import resolved
 from makemore_lab.errors import TrainingDiverged
 from makemore_lab.launcher.grouping import group_jobs
 from makemore_lab.launcher.sweep import describe
@@ -72,10 +73,6 @@ ALONE = {
     ),
 }
 COMMON = ["trainer.max_steps=20", "optim.decay_step=8", "logger=csv"]
-
-
-def resolved(cfg):
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
 @pytest.fixture(scope="module")
