@@ -46,10 +46,10 @@ bench-sweep: install data  ## the stacked launcher against the basic one, 16-job
 	$(PY) -m benchmarks.sweep $(ARGS)
 
 test: install data  ## the test suite (what CI runs), on two workers (pytest-xdist)
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-all: install data  ## the test suite plus the slow end-to-end runs and the TensorBoard browser test
-	$(PY) -m pytest -n 2 -m ""
+	$(PY) -m pytest -n 2 --dist loadgroup -m ""
 
 screenshot: install data  ## retake docs/tensorboard.png with the browser test (needs Debian's chromium)
 	MAKEMORE_LAB_SCREENSHOT=docs/tensorboard.png $(PY) -m pytest -m slow tests/test_tensorboard_browser.py

@@ -99,3 +99,17 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+# Fixtures that train once per module for the tests that read what they wrote.
+SHARED_TRAINING = {"two_sweeps", "completed_run", "trained", "cli_results", "sweep_dir"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Send the tests of one shared trained fixture to one xdist worker (`--dist loadgroup`,
+    as `make test` runs), so that the fixture trains once, not once per worker."""
+    for item in items:
+        shared = sorted(SHARED_TRAINING & set(getattr(item, "fixturenames", ())))
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))

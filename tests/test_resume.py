@@ -137,6 +137,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
+@pytest.mark.slow  # long end-to-end: two CLI runs and a signal; make test-all (CI) runs it
 def test_sigterm_from_outside_then_resume_through_the_cli(names_file: Path, tmp_path: Path) -> None:
     """`kill` a running `python train.py`, run the command it prints, get the straight numbers."""
     steps = [*on_file(names_file), *FAST, "trainer.max_steps=600", "data.chunk_size=20"]
@@ -257,6 +258,7 @@ def test_checkpoints_are_written_whole_or_not_at_all(
     assert [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.slow  # long end-to-end: a sweep, a signal, its resume; make test-all (CI) runs it
 def test_sigterm_stops_a_sweep_and_the_same_command_with_resume_finishes_it(
     names_file: Path, tmp_path: Path
 ) -> None:

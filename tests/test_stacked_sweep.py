@@ -153,7 +153,8 @@ def test_jobs_stack_when_only_seed_init_and_learning_rate_differ() -> None:
 
 @pytest.mark.parametrize(
     "signum",
-    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],
+    # three sweeps and two signals, a minute of CPU: `make test-all` (CI) runs both
+    [pytest.param(s, marks=pytest.mark.slow) for s in (signal.SIGINT, signal.SIGTERM)],
     ids=["ctrl-c", "sigterm"],
 )
 def test_a_signal_to_the_process_group_stops_a_stacked_sweep_and_resume_finishes_it_exactly(

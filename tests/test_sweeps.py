@@ -49,7 +49,10 @@ def test_lecture_presets_sweep_and_table_with_the_lectures_numbers(
     assert rows[3].startswith("| experiment=batchnorm | 1 | completed |") and "2.1048" in rows[3]
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+@pytest.mark.parametrize(
+    "launcher",
+    ["basic", pytest.param("parallel", marks=pytest.mark.slow)],  # joblib: test-all
+)
 def test_a_failed_job_does_not_stop_the_sweep_and_the_table_names_it(
     names_file: Path, tmp_path: Path, launcher: str
 ) -> None:
@@ -126,6 +129,7 @@ def test_repeated_seeds_are_one_row_with_mean_and_std(names_file: Path, tmp_path
     assert "±" in md
 
 
+@pytest.mark.slow  # long end-to-end: joblib's worker processes; make test-all (CI) runs it
 def test_parallel_launcher_runs_jobs_with_one_thread_each(names_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "joblib"
     # threads=null: each job's share of the cores is computed, not the configured default
@@ -137,6 +141,7 @@ def test_parallel_launcher_runs_jobs_with_one_thread_each(names_file: Path, tmp_
     assert "| init.gain=5/3 | 1 | completed |" in table(out)
 
 
+@pytest.mark.slow  # long end-to-end: submitit's worker processes; make test-all (CI) runs it
 def test_submitit_local_launcher(names_file: Path, tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     out = tmp_path / "submitit"
@@ -152,6 +157,7 @@ def test_submitit_local_launcher(names_file: Path, tmp_path: Path) -> None:
     assert "| init.gain=1 | 1 | completed |" in table(out)
 
 
+@pytest.mark.slow  # long end-to-end: Optuna's sweeper; make test-all (CI) runs it
 def test_optuna_search_runs_two_trials_and_reports_the_best(
     names_file: Path, tmp_path: Path
 ) -> None:
