@@ -6,8 +6,12 @@ SHARED_DATA ?= ../shared/data/names.txt
 ARGS ?=
 ABLATION_DIR := outputs/ablation/$(shell date +%Y-%m-%d_%H-%M-%S)
 LECTURE_ROWS := original,fix_softmax,fix_tanh_saturation,kaiming,batchnorm
+# SEEDS=N runs the lecture's seed (conf/config.yaml's) and the N-1 after it, for every row
+SEEDS ?= 1
+LECTURE_SEED := 2147483647
+SEED_SWEEP := $(if $(filter-out 1,$(SEEDS)),'seed=range($(LECTURE_SEED),$(shell echo $$(($(LECTURE_SEED) + $(SEEDS)))))')
 
-.PHONY: help install data train sweep ablation table bench bench-sweep test test-all screenshot lint format tensorboard clean
+.PHONY: help install data train sweep ablation table bench bench-seeds bench-sweep test test-all screenshot lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -32,15 +36,18 @@ train: install data  ## train the default experiment (extra overrides: make trai
 sweep: install data  ## the headline sweep: BatchNorm on/off x gain 1, 5/3
 	$(PY) train.py -m model.batchnorm=true,false init.gain=1,5/3 $(ARGS)
 
-ablation: install data  ## the lecture's 5-row loss table at full length (200k steps each, stacked), beside its numbers
-	$(PY) train.py -m experiment=$(LECTURE_ROWS) hydra/launcher=stacked hydra.sweep.dir=$(ABLATION_DIR) $(ARGS); \
-	status=$$?; $(VENV)/bin/makemore-table $(ABLATION_DIR) --reference; exit $$status
+ablation: install data  ## the lecture's 5-row loss table at full length (200k steps each, stacked), beside its numbers; SEEDS=5: 5 seeds per row
+	$(PY) train.py -m experiment=$(LECTURE_ROWS) $(SEED_SWEEP) hydra/launcher=stacked hydra.sweep.dir=$(ABLATION_DIR) $(ARGS); \
+	status=$$?; $(VENV)/bin/makemore-table $(ABLATION_DIR) --reference --baseline previous; exit $$status
 
 table: install  ## the ablation table and plots of a sweep: make table SWEEP=outputs/multiruns/<timestamp>
 	$(VENV)/bin/makemore-table $(SWEEP) --reference
 
 bench: install data  ## steps/s against the lecture's own loop: default, no dynamics callback, compiled (minutes)
 	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-seeds: install data  ## make ablation with 5 seeds against 1 seed, and the table's time (ARGS="--out DIR" keeps them)
+	$(PY) -m benchmarks.seeds $(ARGS)
 
 bench-sweep: install data  ## the stacked launcher against the basic one, 16-job memory (ARGS="--ablation": + the 5 rows)
 	$(PY) -m benchmarks.sweep $(ARGS)
@@ -51,8 +58,9 @@ test: install data  ## the test suite (what CI runs), on two workers (pytest-xdi
 test-all: install data  ## the test suite plus the slow end-to-end runs and the TensorBoard browser test
 	$(PY) -m pytest -n 2 --dist loadgroup -m ""
 
-screenshot: install data  ## retake docs/tensorboard.png with the browser test (needs Debian's chromium)
-	MAKEMORE_LAB_SCREENSHOT=docs/tensorboard.png $(PY) -m pytest -m slow tests/test_tensorboard_browser.py
+screenshot: install data  ## retake docs/tensorboard.png and docs/tensorboard_hparams.png with the browser test (needs chromium)
+	MAKEMORE_LAB_SCREENSHOT=docs/tensorboard.png MAKEMORE_LAB_HPARAMS_SCREENSHOT=docs/tensorboard_hparams.png \
+		$(PY) -m pytest -m slow tests/test_tensorboard_browser.py
 
 lint: install  ## ruff lint and format check
 	$(PY) -m ruff check .

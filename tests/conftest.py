@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_NAMES = ROOT / "data" / "names.txt"
@@ -101,8 +103,35 @@ def run_cli(
     )
 
 
+def hparams_records(logdir: Path, recursive: bool = True) -> list[HParamsPluginData]:
+    """Every HParams plugin record in the event files of `logdir`."""
+    files = logdir.rglob("events.out.tfevents.*") if recursive else logdir.glob("events.*")
+    records = []
+    for path in sorted(files):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    content = value.metadata.plugin_data.content
+                    records.append(HParamsPluginData.FromString(content))
+    return records
+
+
+def scalar_tags(logdir: Path) -> set[str]:
+    tags = set()
+    for path in logdir.rglob("events.out.tfevents.*"):
+        tags |= {v.tag for e in EventFileLoader(str(path)).Load() for v in e.summary.value}
+    return tags
+
+
 # Fixtures that train once per module for the tests that read what they wrote.
-SHARED_TRAINING = {"two_sweeps", "completed_run", "trained", "cli_results", "sweep_dir"}
+SHARED_TRAINING = {
+    "two_sweeps",
+    "completed_run",
+    "trained",
+    "cli_results",
+    "sweep_dir",
+    "seeded_sweep",
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

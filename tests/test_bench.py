@@ -66,3 +66,17 @@ def test_the_stacked_benchmark_prints_job_steps_per_second_for_each_n(names_file
         ratio = summary[f"{name}_job_steps_per_s_3"] / summary[f"{name}_job_steps_per_s_1"]
         assert abs(summary[f"{name}_speedup_3_jobs"] - ratio) < 0.011
         assert summary[f"{name}_one_job_over_reference"] > 0
+
+
+@pytest.mark.slow  # two sweeps of 5 and 10 jobs: `make test-all` runs it
+def test_the_seeds_benchmark_times_both_ablations_and_the_table(names_file: Path, tmp_path) -> None:
+    out = tmp_path / "seeds"
+    args = ["--data", str(names_file), "--seeds", "2", "--steps", "20", "--out", str(out)]
+    result = run_cli("-m", "benchmarks.seeds", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    ratio = summary["ablation_2seeds_seconds"] / summary["ablation_1seed_seconds"]
+    assert abs(summary["ablation_2seeds_over_1seed"] - ratio) < 0.01
+    assert summary["table_seconds"] > 0 and summary["jobs"] == 10
+    assert len(list((out / "2seeds").glob("[0-9]_*"))) == 10
+    assert "| experiment=kaiming | 2 | completed |" in (out / "2seeds" / "ablation.md").read_text()

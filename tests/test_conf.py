@@ -56,3 +56,14 @@ def test_every_experiment_preset_composes_and_trains_a_few_steps(make_cfg, prese
     assert metrics["status"] == "completed" and metrics["steps"] == 4
     losses = ("step0_loss", "train_loss", "val_loss", "test_loss")
     assert all(math.isfinite(metrics[k]) for k in losses), metrics
+
+
+def test_the_lectures_seed_is_one_number_in_conf_the_makefile_and_the_benchmark() -> None:
+    """`make ablation SEEDS=5` runs the lecture's seed and the four after it: the Makefile and
+    benchmarks/seeds.py name the seed conf/config.yaml sets."""
+    from benchmarks.seeds import LECTURE_SEED
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        seed = compose("config").seed
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"LECTURE_SEED := {seed}\n" in makefile and seed == LECTURE_SEED

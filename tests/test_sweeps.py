@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import FAST, ROOT, on_file, run_cli
+from conftest import FAST, ROOT, hparams_records, on_file, run_cli, scalar_tags
+from makemore_lab.runs.hparams import METRICS
 
 TABLE = ("-m", "makemore_lab.cli.table")  # makemore-table, with the interpreter of the tests
 
@@ -43,8 +44,8 @@ def test_lecture_presets_sweep_and_table_with_the_lectures_numbers(
     result = sweep(names_file, out, "experiment=original,batchnorm")
     assert result.returncode == 0, result.stderr[-3000:]
     md = table(out, "--reference")
-    rows = md.strip().splitlines()
-    assert "ref train" in rows[0] and "Δ val" in rows[0] and len(rows) == 4
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert "ref train" in rows[0] and "Δ val ref" in rows[0] and len(rows) == 4
     assert rows[2].startswith("| experiment=original | 1 | completed |") and "2.1245" in rows[2]
     assert rows[3].startswith("| experiment=batchnorm | 1 | completed |") and "2.1048" in rows[3]
 
@@ -66,7 +67,7 @@ def test_a_failed_job_does_not_stop_the_sweep_and_the_table_names_it(
     failed = json.loads((out / "0_init.gain=abc" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "init.gain" in failed["error"]
     md = table(out)  # ...and its table shows both jobs
-    assert "| init.gain=abc | 1 | failed |" in md and "| init.gain=1 | 1 | completed |" in md
+    assert "| init.gain=abc | 0 | failed |" in md and "| init.gain=1 | 1 | completed |" in md
 
 
 def test_a_job_that_crashes_prints_its_traceback_and_the_sweep_goes_on(
@@ -94,7 +95,7 @@ def test_the_table_of_a_sweep_killed_mid_way_shows_what_finished(
     (out / "1_init.gain=2" / "metrics.json").unlink()  # as if the sweep died during job 1
     md = table(out)
     assert "| init.gain=1 | 1 | completed |" in md
-    assert "| init.gain=2 | 1 | unfinished (no metrics.json) |" in md
+    assert "| init.gain=2 | 0 | unfinished (no metrics.json) |" in md
 
 
 def fake_job(sweep: Path, name: str, overrides: list[str], metrics: str | None) -> Path:
@@ -116,17 +117,33 @@ def test_a_damaged_metrics_json_is_an_unreadable_row_not_a_crash(tmp_path: Path)
     fake_job(out, "3_init.gain=4", ["init.gain=4"], None)  # still running
     md = table(out)
     assert "| init.gain=1 | 1 | completed |  | 2.5000 | 2.6000 |" in md  # no loss@0 recorded
-    assert "| init.gain=2 | 1 | unreadable |" in md and "| init.gain=3 | 1 | unreadable |" in md
-    assert "| init.gain=4 | 1 | unfinished (no metrics.json) |" in md
+    assert "| init.gain=2 | 0 | unreadable |" in md and "| init.gain=3 | 0 | unreadable |" in md
+    assert "| init.gain=4 | 0 | unfinished (no metrics.json) |" in md
 
 
-def test_repeated_seeds_are_one_row_with_mean_and_std(names_file: Path, tmp_path: Path) -> None:
+def test_a_seeded_sweep_is_one_row_and_one_hparams_group_per_config(
+    names_file: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "seeds"
-    assert sweep(names_file, out, "seed=1,2", "init.gain=1,3").returncode == 0
+    assert sweep(names_file, out, "seed=range(1,3)", "init.gain=1,3").returncode == 0
     md = table(out, "--reference")  # as `make table` asks; no preset here, so no ref columns
     assert "ref train" not in md
     assert "| init.gain=1 | 2 | completed |" in md and "| init.gain=3 | 2 | completed |" in md
     assert "±" in md
+    # TensorBoard's HParams view: one experiment at the sweep's root, a session per job
+    (experiment,) = hparams_records(out, recursive=False)
+    infos = {info.name: info for info in experiment.experiment.hparam_infos}
+    assert {"init.gain", "seed", "model.batchnorm", "optim.lr"} <= infos.keys()
+    assert [v.number_value for v in infos["init.gain"].domain_discrete.values] == [1.0, 3.0]
+    assert [m.name.tag for m in experiment.experiment.metric_infos] == list(METRICS)
+    for job in sorted(out.glob("[0-9]_*")):
+        records = hparams_records(job / "tensorboard")
+        assert not [r for r in records if r.HasField("experiment")]  # the root's alone
+        (start,) = [r.session_start_info for r in records if r.HasField("session_start_info")]
+        gain, seed = start.hparams["init.gain"].number_value, start.hparams["seed"].number_value
+        assert start.group_name == f"init.gain={gain:g}" and seed in (1.0, 2.0)
+        assert job.name.endswith(f"seed={seed:g}")
+        assert "final/val_loss" in scalar_tags(job / "tensorboard")
 
 
 @pytest.mark.slow  # long end-to-end: joblib's worker processes; make test-all (CI) runs it
@@ -224,7 +241,7 @@ def test_a_diverging_job_does_not_stop_the_sweep_and_the_table_names_it(
     ok = json.loads((out / "1_optim.lr=0.1" / "metrics.json").read_text())
     assert ok["status"] == "completed"
     md = table(out)
-    assert "| optim.lr=50 | 1 | diverged |" in md and "| optim.lr=0.1 | 1 | completed |" in md
+    assert "| optim.lr=50 | 0 | diverged |" in md and "| optim.lr=0.1 | 1 | completed |" in md
 
 
 def test_the_lectures_distribution_plot_has_one_panel_per_job_on_shared_axes(

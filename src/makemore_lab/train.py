@@ -33,6 +33,7 @@ from makemore_lab.dynamics.callback import TrainingDynamics
 from makemore_lab.errors import RunInterrupted, StoppedAfterTraining, TrainingDiverged
 from makemore_lab.network.sampling import sample_names
 from makemore_lab.runs import claim as run_claim
+from makemore_lab.runs import hparams
 from makemore_lab.runs import record as run_record
 from makemore_lab.runs.checkpoints import last_checkpoint
 from makemore_lab.runs.resume import check_resume, finished_run, resume_command
@@ -147,6 +148,7 @@ def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dic
         return record_diverged(engine, job)
     cfg, vocab = engine.cfgs[job], engine.datamodule.vocab
     net, steps = engine.network(job), engine.trainer.global_step
+    hparams.log_session(engine.loggers(job), Path(cfg.run_dir), completed=True)
     losses = evaluate(net, engine.datamodule, engine.loggers(job), steps)
     metrics = final_metrics(
         Path(cfg.run_dir),
@@ -188,6 +190,7 @@ def divergence_error(engine: Engine, job: int) -> TrainingDiverged:
 def record_diverged(engine: Engine, job: int) -> dict[str, Any]:
     """A job that diverged, recorded where it stopped (the end of that chunk)."""
     err, cfg = divergence_error(engine, job), engine.cfgs[job]
+    hparams.log_session(engine.loggers(job), Path(cfg.run_dir), completed=False)
     for logger in engine.loggers(job):
         logger.finalize("failed")
     if len(engine.cfgs) > 1:  # a solo run's error is said by the caller

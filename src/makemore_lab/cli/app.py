@@ -18,11 +18,13 @@ from typing import Any
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from makemore_lab.config.checks import check_config, check_launcher
 from makemore_lab.errors import UserError
 from makemore_lab.runs.failures import handle_job_error
+from makemore_lab.runs.groups import without_seed
 from makemore_lab.training.console import quiet_lightning
 
 # conf/ ships inside the package (a link to the repository's conf/), so any install finds it.
@@ -31,6 +33,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # Filesystems allow 255 bytes per name; a longer job name is cut and told apart by a hash.
 MAX_DIRNAME_BYTES = 200
+MAX_WANDB_GROUP = 128  # characters W&B allows in a run's group
 
 
 def job_dirname(num: Any, override_dirname: str) -> str:
@@ -45,7 +48,19 @@ def job_dirname(num: Any, override_dirname: str) -> str:
     return f"{head}~{digest}"
 
 
+def sweep_group(mode: Any, sweep_dir: str, override_dirname: str) -> str | None:
+    """A multirun job's W&B group: the sweep's folder name and the job's config without its
+    seed, so that W&B draws the seeds of a config as one band; None for a single run."""
+    if str(mode) != str(RunMode.MULTIRUN):
+        return None
+    name = f"{Path(sweep_dir).name}/{without_seed(str(override_dirname)) or '(defaults)'}"
+    if len(name) <= MAX_WANDB_GROUP:
+        return name
+    return f"{name[: MAX_WANDB_GROUP - 13]}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
 OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
 
 
 def exclude_constant_overrides(argv: list[str]) -> list[str]:

@@ -1,15 +1,22 @@
 """Turn a sweep into an ablation table (Markdown + CSV) and its plots, or a per-layer table.
 
-    makemore-table outputs/multiruns/<timestamp> [--reference]
+    makemore-table outputs/multiruns/<timestamp> [--baseline CONFIG] [--wide] [--reference]
     makemore-table outputs/multiruns/<timestamp> --layers [--step N]
 
-One row per job, or per configuration with mean +- std when the sweep repeats it over several
-`seed`s: the overrides that vary, loss at step 0, final train/val/test loss, first- and
-last-nonlinearity std and saturation at init and at the end (from dynamics.csv), steps per
-second and wall time. Failed, diverged, unfinished and unreadable jobs are rows too, never
+One row per config: the overrides that vary, without `seed`, so the seeds of a config (from any
+stacked group or launcher) are one row. Each number is the mean over the config's completed
+seeds, `± h` the half-width of its 95% confidence interval (Student's t). `--baseline CONFIG`
+adds each config's difference in val loss to that one, paired seed by seed when the seeds match,
+with its interval and a verdict: better, worse, or not distinguishable with n seeds. The printed
+view fits a terminal (config, n, status, val loss, the difference and verdict, the diagnosis);
+`--wide` prints every column: loss at step 0, train/val/test loss, first- and last-nonlinearity
+std and saturation at init and at the end, steps per second, wall time. ablation.md holds the
+wide table, ablation.csv every number unrounded (`<metric>_mean`, `_ci_low`, `_ci_high`, `_std`,
+`n`). Failed, diverged, unfinished and unreadable jobs are counted in their row's status, never
 dropped. `--reference` adds the published numbers a preset carries (`reference:` in its config)
-and our difference. Writes ablation.md, ablation.csv, loss_curves.png and depth_init.png into
-the sweep directory.
+and our difference. The plots: loss_curves.png (mean and confidence band per config),
+depth_init.png / depth_end.png (error bars over seeds), and the lecture's plots with one panel
+per job.
 
 `--layers` prints instead, for every job with a dynamics.csv, its activation statistics per
 nonlinearity at one collected step: "std / saturated %" for tanh, "std / dead %" for ReLU,
@@ -23,8 +30,9 @@ import sys
 from pathlib import Path
 
 from makemore_lab.atomic import write_text
-from makemore_lab.reports import ablation
-from makemore_lab.reports.figures import depth_figure, loss_curves, panels_figure
+from makemore_lab.errors import UserError
+from makemore_lab.reports import ablation, columns
+from makemore_lab.reports.figures import Groups, depth_figure, loss_curves, panels_figure
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,6 +47,15 @@ def parser() -> argparse.ArgumentParser:
         "--reference",
         action="store_true",
         help="add the presets' published numbers (when some job carries them)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="CONFIG",
+        help="compare every config's val loss with this one's (a config as the table writes "
+        "it), or with the row above it: --baseline previous",
+    )
+    parser.add_argument(
+        "--wide", action="store_true", help="print every column (ablation.md always has them)"
     )
     parser.add_argument(
         "--layers",
@@ -57,8 +74,9 @@ def parser() -> argparse.ArgumentParser:
 PANELS = ("activations_init", "activations_final", "gradients_init", "gradients_final")
 
 
-def ablation_table(sweep: Path, reference: bool) -> int:
-    """Write the table and plots into `sweep` and print the table; exit 2 when it has no jobs."""
+def ablation_table(sweep: Path, reference: bool, baseline: str | None, wide: bool) -> int:
+    """Write the table and plots into `sweep` and print the table; exit 2 when it has no jobs
+    or the baseline is none of its configs."""
     jobs = ablation.find_jobs(sweep) if sweep.is_dir() else []
     if not jobs:
         print(
@@ -69,27 +87,41 @@ def ablation_table(sweep: Path, reference: bool) -> int:
         return 2
     job_rows = [ablation.read_job(job) for job in jobs]
     shared = set.intersection(*(set(r["overrides"]) for r in job_rows))  # what does not vary
-    labels = [", ".join(o for o in r["overrides"] if o not in shared) or r["dir"] for r in job_rows]
     rows = ablation.group_rows(job_rows, shared)
-    header, body = ablation.table(rows, reference)
-    md = ablation.markdown(header, body)
-    write_text(sweep / "ablation.md", "\n".join(md) + "\n")
-    write_text(sweep / "ablation.csv", ablation.csv_text(header, body))
-    loss_curves(jobs, labels).savefig(sweep / "loss_curves.png", dpi=80)
-    depth_figure(jobs, labels).savefig(sweep / "depth_init.png", dpi=80)
-    depth_figure(jobs, labels, end=True).savefig(sweep / "depth_end.png", dpi=80)
-    written = ["loss_curves.png", "depth_init.png", "depth_end.png"]
-    for name in PANELS:  # the lecture's plots, one panel per job
-        fig = panels_figure(jobs, labels, name)
-        if fig is not None:
-            fig.savefig(sweep / f"{name}.png", dpi=80)
-            written.append(f"{name}.png")
-    print("\n".join(md))
+    if baseline is not None:
+        try:
+            ablation.compare(rows, baseline)
+        except UserError as err:
+            print(f"makemore-lab: error: {err}", file=sys.stderr)
+            return 2
+    note = columns.footnote(baseline)
+    md = columns.markdown(*columns.table(rows, True, reference, baseline))
+    write_text(sweep / "ablation.md", "\n".join([*md, "", note]) + "\n")
+    write_text(sweep / "ablation.csv", columns.csv_text(rows))
+    written = write_figures(sweep, [(r["config"], [sweep / d for d in r["dirs"]]) for r in rows])
+    shown = md if wide else columns.markdown(*columns.table(rows, False, reference, baseline))
+    print("\n".join([*shown, "", note]))
     print(f"\nwrote {sweep / 'ablation.md'}, ablation.csv, {', '.join(written)}")
     failed = [r["config"] for r in rows if r["status"] != "completed"]
     if failed:
         print(f"not completed: {'; '.join(failed)}", file=sys.stderr)
     return 0
+
+
+def write_figures(sweep: Path, groups: Groups) -> list[str]:
+    """The sweep's plots into `sweep`: per config with bands, the lecture's per job."""
+    loss_curves(groups).savefig(sweep / "loss_curves.png", dpi=80)
+    depth_figure(groups).savefig(sweep / "depth_init.png", dpi=80)
+    depth_figure(groups, end=True).savefig(sweep / "depth_end.png", dpi=80)
+    written = ["loss_curves.png", "depth_init.png", "depth_end.png"]
+    jobs = [job for _, members in groups for job in members]
+    labels = [job.name for job in jobs]
+    for name in PANELS:  # the lecture's plots, one panel per job
+        fig = panels_figure(jobs, labels, name)
+        if fig is not None:
+            fig.savefig(sweep / f"{name}.png", dpi=80)
+            written.append(f"{name}.png")
+    return written
 
 
 def layers_table(sweep: Path, step: int) -> int:
@@ -120,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
     if args.layers:
-        if args.reference:
-            cli.error("--reference goes with the ablation table, not with --layers")
+        for flag in ("reference", "baseline", "wide"):
+            if getattr(args, flag):
+                cli.error(f"--{flag} goes with the ablation table, not with --layers")
         return layers_table(args.sweep, 0 if args.step is None else args.step)
     if args.step is not None:
         cli.error("--step goes with --layers (the ablation table reads every step)")
-    return ablation_table(args.sweep, args.reference)
+    return ablation_table(args.sweep, args.reference, args.baseline, args.wide)
 
 
 if __name__ == "__main__":

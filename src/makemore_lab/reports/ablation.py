@@ -9,20 +9,30 @@ rows, so a table never hides a job. `makemore-table` (cli/table.py) prints and w
 from __future__ import annotations
 
 import csv
-import io
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from makemore_lab.errors import UserError
+from makemore_lab.reports.intervals import difference, t_interval, verdict
 from makemore_lab.runs import record as run_record
+from makemore_lab.runs.groups import config_label
 
 NONLINEARITIES = {"Tanh", "ReLU", "Identity"}
 LOSSES = ("step0_loss", "train_loss", "val_loss", "test_loss")
 NO_METRICS = f"{run_record.UNFINISHED} (no metrics.json)"  # killed, or still running
 EXTRA = {"Tanh": "act_saturated_pct", "ReLU": "act_dead_pct"}  # the second stat per layer kind
+# What `dynamics_summary` reads: std and saturation of the first and last nonlinearity.
+DYNAMICS = tuple(
+    f"{where}_{stat}_{when}"
+    for where in ("first", "last")
+    for when in ("init", "end")
+    for stat in ("std", "sat")
+)
+NUMBERS = (*LOSSES, *DYNAMICS, "steps_per_second", "wall_seconds")  # averaged over seeds
+PREVIOUS = "previous"  # --baseline previous: each row against the row above it
 
 
 def job_number(job: Path) -> int:
@@ -57,6 +67,7 @@ def read_job(job: Path) -> dict[str, Any]:
     config_path = job / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     row["reference"] = (config or {}).get("reference")
+    row["seed"] = (config or {}).get("seed")
     row |= dynamics_summary(job / "dynamics.csv")
     row["diagnosis"] = short_diagnosis(record.get("diagnosis"))
     return row
@@ -94,121 +105,63 @@ def dynamics_summary(path: Path) -> dict[str, float | None]:
 
 
 def group_rows(rows: list[dict[str, Any]], shared: set[str]) -> list[dict[str, Any]]:
-    """Label each job by the overrides that vary; merge repeats that differ only in `seed`."""
+    """One row per config: jobs whose varying overrides are equal but for `seed` (from any
+    stacked group or launcher) are the seeds of one config."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        varying = [o for o in r["overrides"] if o not in shared]
-        label = ", ".join(o for o in varying if not o.startswith("seed=")) or "(defaults)"
+        label = config_label(o for o in r["overrides"] if o not in shared) or "(defaults)"
         groups.setdefault(label, []).append(r)
     return [merge(label, members) for label, members in groups.items()]
 
 
 def merge(label: str, members: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row for jobs that repeat a configuration: (mean, std) of the completed ones' numbers."""
-    row: dict[str, Any] = {"config": label, "jobs": len(members)}
+    """A config's row: each number as an `Estimate` over its completed seeds."""
+    completed = [m for m in members if m["status"] == "completed"]
     statuses = sorted({m["status"] for m in members})
+    row: dict[str, Any] = {"config": label, "jobs": len(members), "n": len(completed)}
+    row["dirs"] = [m["dir"] for m in members]
     row["status"] = statuses[0] if len(statuses) == 1 else "/".join(statuses)
-    for key in members[0]:
-        if key in ("dir", "overrides", "status", "reference", "diagnosis"):
-            continue
-        values = [
-            m.get(key)
-            for m in members
-            if m["status"] == "completed" and isinstance(m.get(key), int | float)
-        ]
-        row[key] = (
-            (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None)
-            if values
-            else None
-        )
+    for key in NUMBERS:
+        values = [m[key] for m in completed if finite(m.get(key))]
+        row[key] = t_interval(values) if values else None
+    row["seeds"] = {key: seed_values(completed, key) for key in LOSSES}
     row["reference"] = members[0]["reference"]
     verdicts = {m.get("diagnosis") for m in members}
     row["diagnosis"] = verdicts.pop() if len(verdicts) == 1 else "differs between seeds"
     return row
 
 
-COLUMNS = [
-    ("status", "status"),
-    ("step0_loss", "loss@0"),
-    ("train_loss", "train"),
-    ("val_loss", "val"),
-    ("test_loss", "test"),
-    ("first_std_init", "first std init"),
-    ("first_sat_init", "first sat% init"),
-    ("first_std_end", "first std end"),
-    ("first_sat_end", "first sat% end"),
-    ("last_std_init", "last std init"),
-    ("last_sat_init", "last sat% init"),
-    ("last_std_end", "last std end"),
-    ("last_sat_end", "last sat% end"),
-    ("steps_per_second", "steps/s"),
-    ("wall_seconds", "wall s"),
-    ("diagnosis", "diagnosis"),
-]
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """A cell: empty for None, `mean ± std` for a merged pair, floats to `digits` decimals."""
-    if value is None:
-        return ""
-    if isinstance(value, tuple):
-        mean, std = value
-        return fmt(mean, digits) if std is None else f"{fmt(mean, digits)} ± {fmt(std, digits)}"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
+def seed_values(jobs: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(seed, value) of `key` for each job that has a finite one: what a paired difference
+    matches."""
+    return [(j["seed"], j[key]) for j in jobs if finite(j.get(key))]
 
 
-def digits(key: str) -> int:
-    """Decimals per column: 4 for losses, 2 for std and saturation, 1 for speed and time."""
-    if key.endswith("_loss"):
-        return 4
-    return 1 if key in ("steps_per_second", "wall_seconds") else 2
-
-
-def mean_of(value: Any) -> float | None:
-    """The mean of a merged (mean, std) pair, or the value itself."""
-    return value[0] if isinstance(value, tuple) else value
-
-
-def reference_cells(row: dict[str, Any]) -> list[str]:
-    """The published train/val losses a preset carries, and our difference to them."""
-    ref = row.get("reference") or {}
-    rt, rv = ref.get("train_loss"), ref.get("val_loss")
-    dt = mean_of(row["train_loss"]) - rt if rt is not None and row.get("train_loss") else None
-    dv = mean_of(row["val_loss"]) - rv if rv is not None and row.get("val_loss") else None
-    return [
-        fmt(rt),
-        fmt(rv),
-        "" if dt is None else f"{dt:+.4f}",
-        "" if dv is None else f"{dv:+.4f}",
-    ]
-
-
-def table(rows: list[dict[str, Any]], reference: bool) -> tuple[list[str], list[list[str]]]:
-    """Header and body of the ablation table; reference columns only when some row has them."""
-    header = ["config", "jobs", *(title for _, title in COLUMNS)]
-    reference = reference and any(r.get("reference") for r in rows)  # no empty columns
-    if reference:
-        header += ["ref train", "ref val", "Δ train", "Δ val"]
-    body = []
-    for r in rows:
-        line = [r["config"], str(r["jobs"]), *(fmt(r.get(k), digits(k)) for k, _ in COLUMNS)]
-        body.append(line + reference_cells(r) if reference else line)
-    return header, body
-
-
-def markdown(header: list[str], body: list[list[str]]) -> list[str]:
-    """The table as Markdown lines."""
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(line) + " |" for line in body]
-
-
-def csv_text(header: list[str], body: list[list[str]]) -> str:
-    """The table as CSV text."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([header, *body])
-    return buffer.getvalue()
+def compare(rows: list[dict[str, Any]], baseline: str, key: str = "val_loss") -> None:
+    """Give each row its difference in `key` to the baseline config (`diff`) and the verdict;
+    `previous`: to the row above it (the lecture's steps, each on top of the last). Raise
+    UserError naming the configs when `baseline` is none of them."""
+    if baseline == PREVIOUS:
+        pairs = list(zip(rows[1:], rows[:-1], strict=True))
+    else:
+        base = next((r for r in rows if r["config"] == baseline), None)
+        if base is None:
+            configs = "; ".join(r["config"] for r in rows)
+            raise UserError(
+                f"--baseline {baseline!r} is not a config of this sweep. Pass one of its configs "
+                f"as the table writes it ({configs}), or {PREVIOUS} to compare each row with "
+                f"the one above."
+            )
+        pairs = [(row, base) for row in rows if row is not base]
+    for row, base in pairs:
+        mine, theirs = row["seeds"][key], base["seeds"][key]
+        if mine and theirs:
+            row["diff"] = difference(mine, theirs)
+            row["verdict"] = verdict(row["diff"])
 
 
 def collected_steps(job: Path) -> set[int]:

@@ -1,5 +1,6 @@
-"""The plots of a sweep's table: every job's training loss, activations by depth, and the
-lecture's distribution plots with one panel per job.
+"""The plots of a sweep's table: each config's training loss and activations by depth (the mean
+over its seeds with a 95% confidence band or error bars), and the lecture's distribution plots
+with one panel per job.
 
 Matplotlib's object API on the Agg canvas (no pyplot, no display), so the figures render the
 same on a headless machine and leave no global state behind between calls.
@@ -19,26 +20,44 @@ from matplotlib.ticker import MaxNLocator
 
 from makemore_lab.dynamics.figures import plot_densities
 from makemore_lab.reports.ablation import NONLINEARITIES
+from makemore_lab.reports.intervals import LEVEL, t_interval
+
+Groups = list[tuple[str, list[Path]]]  # (config, its seeds' job directories)
 
 
-def loss_curves(jobs: list[Path], labels: list[str]) -> Figure:
-    """One smoothed training-loss curve per job; jobs without logged losses are left out."""
+def loss_curves(groups: Groups) -> Figure:
+    """Per config, the seeds' mean smoothed training loss, with its 95% confidence band where
+    the config has several seeds; configs without logged losses are left out."""
     fig = Figure(figsize=(12, 5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for job, label in zip(jobs, labels, strict=True):
-        steps, values = read_train_loss(job)
-        if not steps:
+    for label, jobs in groups:
+        curves = [smoothed(*read_train_loss(job)) for job in jobs]
+        curves = [c for c in curves if c[0]]
+        if not curves:
             continue
-        window = max(1, len(values) // 100)  # smooth to ~100 points, like the lecture's view
-        smooth = [statistics.mean(values[i : i + window]) for i in range(0, len(values), window)]
-        ax.plot(steps[::window][: len(smooth)], smooth, label=label)
+        steps = sorted(set.intersection(*(set(c[0]) for c in curves)))  # every seed's steps
+        at = [dict(zip(*c, strict=True)) for c in curves]
+        bands = [t_interval([a[step] for a in at]) for step in steps]
+        n = len(curves)
+        line = ax.plot(steps, [b.mean for b in bands], label=f"{label} (n={n})" if n > 1 else label)
+        if n > 1:
+            color = line[0].get_color()
+            low, high = [b.low for b in bands], [b.high for b in bands]
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (smoothed)")
-    ax.set_title("training loss")
+    ax.set_title(f"training loss: mean over seeds, band = {LEVEL:.0%} confidence interval")
     if ax.lines:
         ax.legend(fontsize="small")
     return fig
+
+
+def smoothed(steps: list[int], values: list[float]) -> tuple[list[int], list[float]]:
+    """Means over windows of ~1% of the curve (~100 points, like the lecture's view)."""
+    window = max(1, len(values) // 100)
+    means = [statistics.mean(values[i : i + window]) for i in range(0, len(values), window)]
+    return steps[::window][: len(means)], means
 
 
 def read_train_loss(job: Path) -> tuple[list[int], list[float]]:
@@ -71,30 +90,43 @@ def depth_stats(job: Path, end: bool = False) -> tuple[dict[int, float], dict[in
     return std, sat
 
 
-def depth_figure(jobs: list[Path], labels: list[str], end: bool = False) -> Figure:
-    """Activation std and tanh saturation against depth at init (or the end), a line per job."""
+def depth_figure(groups: Groups, end: bool = False) -> Figure:
+    """Activation std and tanh saturation against depth at init (or the end), a line per
+    config: the seeds' mean, with error bars of its 95% confidence interval."""
     fig = Figure(figsize=(12, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax_std, ax_sat = fig.subplots(1, 2)
-    for job, label in zip(jobs, labels, strict=True):
-        if not (job / "dynamics.csv").is_file():
+    for label, jobs in groups:
+        stats = [depth_stats(job, end) for job in jobs if (job / "dynamics.csv").is_file()]
+        if not stats:
             continue
-        std, sat = depth_stats(job, end)
-        depth = sorted(std)
-        positions = range(1, len(depth) + 1)
-        ax_std.plot(positions, [std[d] for d in depth], marker="o", label=label)
-        if sat:
-            ax_sat.plot(
-                positions, [sat.get(d, float("nan")) for d in depth], marker="o", label=label
-            )
+        for ax, which in ((ax_std, 0), (ax_sat, 1)):
+            per_seed = [s[which] for s in stats if s[which]]
+            depths = sorted(set.intersection(*(set(d) for d in per_seed))) if per_seed else []
+            if depths:
+                depth_line(ax, depths, per_seed, label)
     when = "the end" if end else "init"
     ax_std.set(title=f"activation std at {when}", xlabel="nonlinearity (depth)", ylabel="std")
     ax_sat.set(title=f"tanh saturation at {when}", xlabel="nonlinearity (depth)", ylabel="%")
     for ax in (ax_std, ax_sat):  # depths are whole numbers: no 1.5 on the axis
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax_std.lines:
-        ax_std.legend(fontsize="small")
+        ax_std.legend(fontsize="small", title=f"error bars: {LEVEL:.0%} CI over seeds")
     return fig
+
+
+def depth_line(ax: Any, depths: list[int], per_seed: list[dict[int, float]], label: str) -> None:
+    """One config's mean by depth, error bars where it has several seeds."""
+    estimates = [t_interval([seed[d] for seed in per_seed]) for d in depths]
+    means = [e.mean for e in estimates]
+    errors = [[0.0 if e.low is None else e.mean - e.low for e in estimates]]
+    errors.append([0.0 if e.high is None else e.high - e.mean for e in estimates])
+    positions = range(1, len(depths) + 1)
+    n = len(per_seed)
+    shown = f"{label} (n={n})" if n > 1 else label
+    ax.errorbar(
+        positions, means, yerr=errors if n > 1 else None, marker="o", capsize=3, label=shown
+    )
 
 
 def panels_figure(jobs: list[Path], labels: list[str], name: str) -> Figure | None:
