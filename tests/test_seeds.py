@@ -133,3 +133,10 @@ def test_a_single_run_has_its_own_hparams_experiment_and_session(make_cfg, tmp_p
         tmp_path / "run" / "tensorboard"
     )
     assert "hp_metric" not in scalar_tags(tmp_path / "run" / "tensorboard")  # no placeholder
+
+
+def test_a_baseline_names_its_config_in_any_order_and_either_case() -> None:
+    from makemore_lab.reports.ablation import same_config
+
+    assert same_config("model.batchnorm=True, init.gain=1", "init.gain=1,model.batchnorm=true")
+    assert not same_config("model.batchnorm=True, init.gain=1", "model.batchnorm=true")

@@ -245,6 +245,9 @@ def test_every_job_of_a_stacked_sweep_is_its_own_wandb_run(names_file, tmp_path)
         assert sum(f'"run_dir":"{other}"'.encode() in data for other in jobs) == 1
         metrics = json.loads((job / "metrics.json").read_text())
         assert repr(metrics["val_loss"]).encode() in data
+        # its group: the sweep and its config without the seed, so W&B bands a config's seeds
+        gain = job.name.split("init.gain=")[1].split(",")[0].replace("_", "/")
+        assert f"{out.name}/init.gain={gain}".encode() in data
         assert (job / "csv" / "hparams.yaml").read_text().count(str(job)) >= 1
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from makemore_lab.atomic import write_text
 from makemore_lab.errors import UserError
 from makemore_lab.reports import ablation, columns
-from makemore_lab.reports.figures import Groups, depth_figure, loss_curves, panels_figure
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,9 +97,9 @@ def ablation_table(sweep: Path, reference: bool, baseline: str | None, wide: boo
     md = columns.markdown(*columns.table(rows, True, reference, baseline))
     write_text(sweep / "ablation.md", "\n".join([*md, "", note]) + "\n")
     write_text(sweep / "ablation.csv", columns.csv_text(rows))
-    written = write_figures(sweep, [(r["config"], [sweep / d for d in r["dirs"]]) for r in rows])
     shown = md if wide else columns.markdown(*columns.table(rows, False, reference, baseline))
-    print("\n".join([*shown, "", note]))
+    print("\n".join([*shown, "", note]), flush=True)  # the table first; the figures take longer
+    written = write_figures(sweep, [(r["config"], [sweep / d for d in r["dirs"]]) for r in rows])
     print(f"\nwrote {sweep / 'ablation.md'}, ablation.csv, {', '.join(written)}")
     failed = [r["config"] for r in rows if r["status"] != "completed"]
     if failed:
@@ -108,8 +107,12 @@ def ablation_table(sweep: Path, reference: bool, baseline: str | None, wide: boo
     return 0
 
 
-def write_figures(sweep: Path, groups: Groups) -> list[str]:
+def write_figures(sweep: Path, groups: list[tuple[str, list[Path]]]) -> list[str]:
     """The sweep's plots into `sweep`: per config with bands, the lecture's per job."""
+    # Imported here: matplotlib (and the lecture's plots' module) cost seconds the table
+    # does not need.
+    from makemore_lab.reports.figures import depth_figure, loss_curves, panels_figure
+
     loss_curves(groups).savefig(sweep / "loss_curves.png", dpi=80)
     depth_figure(groups).savefig(sweep / "depth_init.png", dpi=80)
     depth_figure(groups, end=True).savefig(sweep / "depth_end.png", dpi=80)

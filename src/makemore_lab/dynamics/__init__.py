@@ -2,8 +2,18 @@
 the figures and the diagnosis in words.
 
 `makemore_lab.dynamics.TrainingDynamics` is the public name conf/callbacks/default.yaml builds.
+It is imported when first asked for: the callback needs Lightning (seconds to import), the
+figures and the diagnosis that `makemore-table` reads do not.
 """
 
-from makemore_lab.dynamics.callback import TrainingDynamics
+from typing import Any
 
 __all__ = ["TrainingDynamics"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainingDynamics":
+        from makemore_lab.dynamics.callback import TrainingDynamics
+
+        return TrainingDynamics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -132,6 +132,7 @@ def merge(label: str, members: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def finite(value: Any) -> bool:
+    """A number that can enter a mean (not None, a bool, NaN or infinity)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -141,6 +142,15 @@ def seed_values(jobs: list[dict[str, Any]], key: str) -> list[tuple[int, float]]
     return [(j["seed"], j[key]) for j in jobs if finite(j.get(key))]
 
 
+def same_config(label: str, asked: str) -> bool:
+    """Whether `asked` names the config `label` (its overrides in any order, True or true)."""
+
+    def items(text: str) -> list[str]:
+        return sorted(item.strip().lower() for item in text.split(",") if item.strip())
+
+    return items(label) == items(asked)
+
+
 def compare(rows: list[dict[str, Any]], baseline: str, key: str = "val_loss") -> None:
     """Give each row its difference in `key` to the baseline config (`diff`) and the verdict;
     `previous`: to the row above it (the lecture's steps, each on top of the last). Raise
@@ -148,7 +158,7 @@ def compare(rows: list[dict[str, Any]], baseline: str, key: str = "val_loss") ->
     if baseline == PREVIOUS:
         pairs = list(zip(rows[1:], rows[:-1], strict=True))
     else:
-        base = next((r for r in rows if r["config"] == baseline), None)
+        base = next((r for r in rows if same_config(r["config"], baseline)), None)
         if base is None:
             configs = "; ".join(r["config"] for r in rows)
             raise UserError(

@@ -12,7 +12,7 @@ import csv
 import io
 from typing import Any
 
-from makemore_lab.reports.ablation import NUMBERS, PREVIOUS
+from makemore_lab.reports.ablation import NUMBERS, PREVIOUS, same_config
 from makemore_lab.reports.intervals import LEVEL, Estimate
 
 WIDE = [
@@ -76,8 +76,8 @@ def table(
         line = [r["config"], str(r["n"]), r["status"]]
         line += [cell(r.get(key), digits(key)) for key, _ in columns]
         if baseline is not None:
-            diff = "baseline" if r["config"] == baseline else cell(r.get("diff"), 4, sign=True)
-            diff = "" if baseline == PREVIOUS and r is rows[0] else diff
+            is_base = baseline != PREVIOUS and same_config(r["config"], baseline)
+            diff = "baseline" if is_base else cell(r.get("diff"), 4, sign=True)
             line += [diff, r.get("verdict", "")]
         line.append(r.get("diagnosis") or "")
         body.append(line + reference_cells(r) if reference else line)

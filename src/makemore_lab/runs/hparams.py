@@ -10,6 +10,7 @@ the scalars `final/<split>_loss` the driver logs (`train.evaluate`).
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
@@ -101,7 +102,7 @@ def session_summaries(
     values: Mapping[str, Value], group: str, completed: bool
 ) -> tuple[Summary, Summary]:
     """A run's session start (its values and group) and end (its status)."""
-    start = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=time.time())
+    start = plugin_data_pb2.SessionStartInfo(group_name=group)  # written at the end: no start time
     for key, value in values.items():
         if isinstance(value, bool):
             start.hparams[key].bool_value = value
@@ -143,8 +144,6 @@ def experiment_summary(runs: Sequence[Mapping[str, Value]]) -> Summary:
 
 def write_events(path: Path, summaries: Sequence[Summary]) -> None:
     """`summaries` as a whole TensorBoard event file at `path` (atomically: never half)."""
-    import io
-
     buffer = io.BytesIO()
     writer = RecordWriter(buffer)
     now = time.time()
