@@ -138,13 +138,13 @@ def test_a_screenshot_of_the_dashboard(tensorboard_url: str, tmp_path: Path) -> 
     screenshot(view, tmp_path / "tensorboard.png", "MAKEMORE_LAB_SCREENSHOT")
 
 
-def screenshot(view: str, shot: Path, keep_in: str) -> None:
-    """A 1280x860 screenshot of `view`, with drawn content; kept where $`keep_in` says."""
+def screenshot(view: str, shot: Path, keep_in: str, width: int = 1280) -> None:
+    """A `width`x860 screenshot of `view`, with drawn content; kept where $`keep_in` says."""
     from PIL import Image
 
-    chromium("--window-size=1280,860", f"--screenshot={shot}", view)
+    chromium(f"--window-size={width},860", f"--screenshot={shot}", view)
     image = Image.open(shot).convert("RGB")
-    assert image.size == (1280, 860)
+    assert image.size == (width, 860)
     # Drawn charts or tables, not an empty page: a fair number of colours.
     assert len(image.getcolors(maxcolors=1 << 20) or []) > 500
     keep = os.environ.get(keep_in)
@@ -207,4 +207,5 @@ def test_a_screenshot_of_the_hparams_view(hparams_url: str, tmp_path: Path) -> N
     if CHROMIUM is None:
         pytest.skip("Chromium is absent: `apt-get install chromium` (Debian) to run this test")
     hparams = tmp_path / "hparams.png"
-    screenshot(f"{hparams_url}/#hparams", hparams, "MAKEMORE_LAB_HPARAMS_SCREENSHOT")
+    # wide enough for the metric columns beside the hyperparameters TensorBoard shows first
+    screenshot(f"{hparams_url}/#hparams", hparams, "MAKEMORE_LAB_HPARAMS_SCREENSHOT", width=1900)

@@ -148,8 +148,7 @@ def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dic
         return record_diverged(engine, job)
     cfg, vocab = engine.cfgs[job], engine.datamodule.vocab
     net, steps = engine.network(job), engine.trainer.global_step
-    hparams.log_session(engine.loggers(job), Path(cfg.run_dir), completed=True)
-    losses = evaluate(net, engine.datamodule, engine.loggers(job), steps)
+    losses = evaluate(net, engine.datamodule, engine.loggers(job), steps, Path(cfg.run_dir))
     metrics = final_metrics(
         Path(cfg.run_dir),
         engine.step0_loss(job),
@@ -218,9 +217,14 @@ def start_run_dir(cfg: DictConfig) -> None:
 
 
 def evaluate(
-    net: nn.Module, datamodule: NamesDataModule, loggers: Sequence[Logger], step: int
+    net: nn.Module,
+    datamodule: NamesDataModule,
+    loggers: Sequence[Logger],
+    step: int,
+    run_dir: Path,
 ) -> dict[str, float]:
-    """Each split's mean loss with the trained network, logged as final/<split>_loss."""
+    """Each split's mean loss with the trained network, logged as final/<split>_loss beside
+    the run's HParams session (`runs/hparams.py`)."""
     # Lightning hands the model back on the CPU after fit: evaluate (and sample) where the
     # splits live, the training device.
     net.to(datamodule.splits["train"][0].device)
@@ -228,6 +232,7 @@ def evaluate(
         f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
         for split in ("train", "val", "test")
     }
+    hparams.log_session(loggers, run_dir, completed=True)
     for logger in loggers:
         logger.log_metrics({f"final/{k}": v for k, v in losses.items()}, step=step)
         logger.finalize("success")

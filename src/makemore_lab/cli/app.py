@@ -33,18 +33,22 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # Filesystems allow 255 bytes per name; a longer job name is cut and told apart by a hash.
 MAX_DIRNAME_BYTES = 200
-MAX_WANDB_GROUP = 128  # characters W&B allows in a run's group
+MAX_WANDB_GROUP = 128  # characters W&B allows in a run's group (bytes: at most as many)
 
 
 def job_dirname(num: Any, override_dirname: str) -> str:
     """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3);
     past MAX_DIRNAME_BYTES, the start of that and a stable hash of all of it."""
     overrides = re.sub(r"[/\\]", "_", str(override_dirname))
-    name = f"{num}_{overrides}" if overrides else str(num)
-    if len(name.encode()) <= MAX_DIRNAME_BYTES:
+    return cut(f"{num}_{overrides}" if overrides else str(num), MAX_DIRNAME_BYTES)
+
+
+def cut(name: str, limit: int) -> str:
+    """`name` if it fits in `limit` bytes, else its start and a stable hash of all of it."""
+    if len(name.encode()) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    head = name.encode()[: MAX_DIRNAME_BYTES - len(digest) - 1].decode(errors="ignore")
+    head = name.encode()[: limit - len(digest) - 1].decode(errors="ignore")
     return f"{head}~{digest}"
 
 
@@ -53,10 +57,8 @@ def sweep_group(mode: Any, sweep_dir: str, override_dirname: str) -> str | None:
     seed, so that W&B draws the seeds of a config as one band; None for a single run."""
     if str(mode) != str(RunMode.MULTIRUN):
         return None
-    name = f"{Path(sweep_dir).name}/{without_seed(str(override_dirname)) or '(defaults)'}"
-    if len(name) <= MAX_WANDB_GROUP:
-        return name
-    return f"{name[: MAX_WANDB_GROUP - 13]}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    label = without_seed(str(override_dirname)) or "(defaults)"
+    return cut(f"{Path(sweep_dir).name}/{label}", MAX_WANDB_GROUP)
 
 
 OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
