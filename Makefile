@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED_DATA ?= ../shared/data/names.txt
 ARGS ?=
+SLURM_DIR ?= /tmp/makemore-lab-slurm
 ABLATION_DIR := outputs/ablation/$(shell date +%Y-%m-%d_%H-%M-%S)
 LECTURE_ROWS := original,fix_softmax,fix_tanh_saturation,kaiming,batchnorm
 # SEEDS=N runs the lecture's seed (conf/config.yaml's) and the N-1 after it, for every row
@@ -11,7 +12,7 @@ SEEDS ?= 1
 LECTURE_SEED := 2147483647
 SEED_SWEEP := $(if $(filter-out 1,$(SEEDS)),'seed=range($(LECTURE_SEED),$(shell echo $$(($(LECTURE_SEED) + $(SEEDS)))))')
 
-.PHONY: help install data train sweep ablation table bench bench-seeds bench-sweep test test-all screenshot lint format tensorboard clean
+.PHONY: help install data train sweep ablation table bench bench-seeds bench-sweep test test-all test-slurm slurm-up slurm-down screenshot lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -56,7 +57,16 @@ test: install data  ## the test suite (what CI runs), on two workers (pytest-xdi
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-all: install data  ## the test suite plus the slow end-to-end runs and the TensorBoard browser test
-	$(PY) -m pytest -n 2 --dist loadgroup -m ""
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slurm"
+
+test-slurm: install data  ## the sweeps on a one-node SLURM started here (needs Debian's slurm-wlm and munge)
+	$(PY) -m pytest -m slurm
+
+slurm-up:  ## start a one-node SLURM under $(SLURM_DIR) and print the SLURM_CONF line to export
+	@scripts/slurm_local.sh up $(SLURM_DIR)
+
+slurm-down:  ## stop the one-node SLURM of slurm-up
+	@scripts/slurm_local.sh down $(SLURM_DIR)
 
 screenshot: install data  ## retake docs/tensorboard.png and docs/tensorboard_hparams.png with the browser test (needs chromium)
 	MAKEMORE_LAB_SCREENSHOT=docs/tensorboard.png MAKEMORE_LAB_HPARAMS_SCREENSHOT=docs/tensorboard_hparams.png \
