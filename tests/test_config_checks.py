@@ -171,6 +171,15 @@ def test_check_launcher_names_a_bad_launcher_option_before_any_job() -> None:
     assert launcher is not None
     with pytest.raises(UserError, match=re.escape("hydra.launcher.timeout_min=-3 is not valid")):
         check_launcher(launcher)
+    # the stacked launcher's SLURM resources, and its executor
+    stacked = ["train.py", "-m", "hydra/launcher=stacked_slurm", "seed=1,2"]
+    launcher = launcher_of([*stacked, "hydra.launcher.slurm.cpus_per_task=0"])
+    assert launcher is not None and launcher.executor == "slurm"
+    with pytest.raises(UserError, match=re.escape("hydra.launcher.slurm.cpus_per_task=0 is not")):
+        check_launcher(launcher)
+    launcher = launcher_of([*stacked, "hydra.launcher.executor=kubernetes"])
+    with pytest.raises(UserError, match=r"hydra\.launcher\.executor='kubernetes' .*local or slurm"):
+        check_launcher(launcher)
 
 
 @pytest.mark.parametrize(("override", "message"), BUILD_CASES, ids=[c[0] for c in BUILD_CASES])

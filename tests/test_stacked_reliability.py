@@ -22,9 +22,9 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
 
 from conftest import FAST, ROOT, on_file, resolved, run_cli
-from makemore_lab.cli.app import MAX_DIRNAME_BYTES, job_dirname
 from makemore_lab.errors import StoppedAfterTraining, UserError
 from makemore_lab.launcher.sweep import train_ready
+from makemore_lab.runs.groups import MAX_DIRNAME_BYTES, job_dirname
 from makemore_lab.train import Prepared, prepare_job, train, train_jobs
 
 

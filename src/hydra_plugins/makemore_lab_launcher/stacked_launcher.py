@@ -17,8 +17,12 @@ from omegaconf import DictConfig
 class StackedLauncher(Launcher):
     """Trains a multirun's jobs in stacked groups in this process (makemore_lab.launcher.sweep)."""
 
-    def __init__(self, n_jobs: int = 1) -> None:
+    def __init__(
+        self, n_jobs: int = 1, executor: str = "local", slurm: DictConfig | None = None
+    ) -> None:
         self.n_jobs = n_jobs  # groups at once, each in its own process (-1: one per core)
+        self.executor = executor  # local: processes here; slurm: one array element per group
+        self.slurm = slurm  # the SLURM resources of a group (conf/hydra/launcher/stacked_slurm)
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None

@@ -7,62 +7,24 @@ multirun job directories, and turns a UserError into one paragraph and exit stat
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from makemore_lab.config.checks import check_config, check_launcher
 from makemore_lab.errors import UserError
 from makemore_lab.runs.failures import handle_job_error
-from makemore_lab.runs.groups import without_seed
+from makemore_lab.runs.groups import job_dirname  # noqa: F401 (registers conf/ resolvers)
 from makemore_lab.training.console import quiet_lightning
 
 # conf/ ships inside the package (a link to the repository's conf/), so any install finds it.
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-# Filesystems allow 255 bytes per name; a longer job name is cut and told apart by a hash.
-MAX_DIRNAME_BYTES = 200
-MAX_WANDB_GROUP = 128  # characters W&B allows in a run's group (bytes: at most as many)
-
-
-def job_dirname(num: Any, override_dirname: str) -> str:
-    """A multirun job's directory: its number, then its overrides, with no '/' (5/3 -> 5_3);
-    past MAX_DIRNAME_BYTES, the start of that and a stable hash of all of it."""
-    overrides = re.sub(r"[/\\]", "_", str(override_dirname))
-    return cut(f"{num}_{overrides}" if overrides else str(num), MAX_DIRNAME_BYTES)
-
-
-def cut(name: str, limit: int) -> str:
-    """`name` if it fits in `limit` bytes, else its start and a stable hash of all of it."""
-    if len(name.encode()) <= limit:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    head = name.encode()[: limit - len(digest) - 1].decode(errors="ignore")
-    return f"{head}~{digest}"
-
-
-def sweep_group(mode: Any, sweep_dir: str, override_dirname: str) -> str | None:
-    """A multirun job's W&B group: the sweep's folder name and the job's config without its
-    seed, so that W&B draws the seeds of a config as one band; None for a single run."""
-    if str(mode) != str(RunMode.MULTIRUN):
-        return None
-    label = without_seed(str(override_dirname)) or "(defaults)"
-    return cut(f"{Path(sweep_dir).name}/{label}", MAX_WANDB_GROUP)
-
-
-OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
-OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
 
 
 def exclude_constant_overrides(argv: list[str]) -> list[str]:

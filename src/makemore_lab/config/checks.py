@@ -122,6 +122,8 @@ CHECKS: dict[str, Check] = {
 # Options of the launchers in conf/hydra/launcher/, checked before the first job starts.
 LAUNCHER_CHECKS: dict[str, Check] = {
     "n_jobs": lambda v: None if is_int(v) and v != 0 else "a non-zero integer (-1 = one per core)",
+    # the stacked launcher's: its groups as processes here, or as SLURM array elements
+    "executor": lambda v: None if v in ("local", "slurm") else "local or slurm",
     # submitit's: null leaves the cluster's default
     "timeout_min": optional(POSITIVE_INT),
     "cpus_per_task": optional(POSITIVE_INT),
@@ -215,12 +217,17 @@ def check_cadences(cfg: DictConfig) -> None:
 
 
 def check_launcher(launcher: DictConfig | None) -> None:
-    """Check the options of a multirun's launcher (`hydra.launcher.*`)."""
-    for key, check in LAUNCHER_CHECKS.items():
-        if launcher is not None and key in launcher:
-            form = check(launcher[key])
-            if form:
-                raise invalid(f"hydra.launcher.{key}", launcher[key], form)
-    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    """Check the options of a multirun's launcher (`hydra.launcher.*`, and the stacked
+    launcher's `hydra.launcher.slurm.*`)."""
+    if launcher is None:
+        return
+    slurm = launcher.get("slurm")
+    for prefix, options in (("", launcher), ("slurm.", slurm if OmegaConf.is_dict(slurm) else {})):
+        for key, check in LAUNCHER_CHECKS.items():
+            if key in options:
+                form = check(options[key])
+                if form:
+                    raise invalid(f"hydra.launcher.{prefix}{key}", options[key], form)
+    n_jobs = launcher.get("n_jobs")
     if is_int(n_jobs) and n_jobs < -(os.cpu_count() or 1):
         raise invalid("hydra.launcher.n_jobs", n_jobs, f"at least -{os.cpu_count()} here")

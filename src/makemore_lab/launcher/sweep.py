@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from makemore_lab.launcher.grouping import Grouping, group_jobs
 from makemore_lab.launcher.processes import Task, run_parallel
+from makemore_lab.launcher.slurm import run_on_slurm
 from makemore_lab.runs import claim as run_claim
 from makemore_lab.runs import record as run_record
 from makemore_lab.runs.failures import handle_job_error
@@ -72,9 +73,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     groups = grouping.groups
     describe(grouping, configs)
     n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else (os.cpu_count() or 1)
+    on_slurm = launcher.executor == "slurm"
     side_by_side = n_jobs > 1 and len(groups) > 1
-    tasks = [group_task(launcher, [configs[i] for i in g], not side_by_side) for g in groups]
-    if side_by_side:
+    live = not (side_by_side or on_slurm)  # a bar and a model table only on this terminal
+    tasks = [group_task(launcher, [configs[i] for i in g], live) for g in groups]
+    if on_slurm:  # one SLURM array element per group
+        results = run_on_slurm(launcher.slurm, sweep_dir, tasks)
+    elif side_by_side:
         results = run_parallel(tasks, n_jobs)  # groups side by side, one process each
     else:
         results = []

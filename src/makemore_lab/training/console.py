@@ -26,3 +26,6 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*pre-optimization state was saved")
     # A resumed run writes into its own checkpoints/ folder again; new runs get new directories.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # On a machine with SLURM's client, Lightning advises `srun` for every run started
+    # without it; a run here is one process, and on SLURM the launchers start it with srun.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
