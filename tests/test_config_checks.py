@@ -177,6 +177,9 @@ def test_check_launcher_names_a_bad_launcher_option_before_any_job() -> None:
     assert launcher is not None and launcher.executor == "slurm"
     with pytest.raises(UserError, match=re.escape("hydra.launcher.slurm.cpus_per_task=0 is not")):
         check_launcher(launcher)
+    launcher = launcher_of([*stacked, "hydra.launcher.n_jobs=4"])
+    with pytest.raises(UserError, match=r"hydra\.launcher\.n_jobs=4 has no effect on SLURM"):
+        check_launcher(launcher)
     launcher = launcher_of([*stacked, "hydra.launcher.executor=kubernetes"])
     with pytest.raises(UserError, match=r"hydra\.launcher\.executor='kubernetes' .*local or slurm"):
         check_launcher(launcher)

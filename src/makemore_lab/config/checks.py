@@ -231,3 +231,9 @@ def check_launcher(launcher: DictConfig | None) -> None:
     n_jobs = launcher.get("n_jobs")
     if is_int(n_jobs) and n_jobs < -(os.cpu_count() or 1):
         raise invalid("hydra.launcher.n_jobs", n_jobs, f"at least -{os.cpu_count()} here")
+    if launcher.get("executor") == "slurm" and n_jobs != 1:
+        raise UserError(
+            f"hydra.launcher.n_jobs={n_jobs} has no effect on SLURM, where each group is an "
+            f"element of one job array. Set hydra.launcher.slurm.array_parallelism for how many "
+            f"groups run at once, and leave n_jobs at 1."
+        )

@@ -21,20 +21,19 @@ def sbatch_parameters(settings: DictConfig) -> dict[str, Any]:
     wanted = OmegaConf.to_container(settings, resolve=True)
     assert isinstance(wanted, dict)
     params: dict[str, Any] = {
-        "time": wanted["timeout_min"],
         "nodes": 1,
         "ntasks_per_node": 1,  # one training process per group
-        "cpus_per_task": wanted["cpus_per_task"],
-        "array_parallelism": wanted["array_parallelism"],
         "additional_parameters": wanted.get("additional_parameters") or {},
     }
     if wanted.get("mem_gb") is not None:
         params["mem"] = f"{wanted['mem_gb']}GB"
     if wanted.get("gpus_per_node"):
         params["gpus_per_node"] = wanted["gpus_per_node"]
-    for key in ("partition", "account", "qos"):
+    named = {"time": "timeout_min", "cpus_per_task": "cpus_per_task", "partition": "partition"}
+    named |= {"account": "account", "qos": "qos", "array_parallelism": "array_parallelism"}
+    for param, key in named.items():  # null: the cluster's default (submitit's for the array)
         if wanted.get(key) is not None:
-            params[key] = wanted[key]
+            params[param] = wanted[key]
     return params
 
 
