@@ -13,11 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from makemore_lab.errors import UserError
 from makemore_lab.reports.intervals import difference, t_interval, verdict
 from makemore_lab.runs import record as run_record
+from makemore_lab.runs.claim import overrides_of, read_yaml
 from makemore_lab.runs.groups import config_label
 
 NONLINEARITIES = {"Tanh", "ReLU", "Identity"}
@@ -47,14 +46,9 @@ def find_jobs(sweep: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (job_number(p), p.name))
 
 
-def job_overrides(job: Path) -> list[str]:
-    """The command-line overrides Hydra ran `job` with."""
-    return yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-
-
 def read_job(job: Path) -> dict[str, Any]:
     """One job's row: overrides, status, losses, speed, published numbers, dynamics summary."""
-    row: dict[str, Any] = {"dir": job.name, "overrides": job_overrides(job)}
+    row: dict[str, Any] = {"dir": job.name, "overrides": overrides_of(job)}
     record = run_record.read(job)
     status = record["status"]
     row["status"] = NO_METRICS if status == run_record.UNFINISHED else status
@@ -64,10 +58,9 @@ def read_job(job: Path) -> dict[str, Any]:
         isinstance(row[k], float) and math.isfinite(row[k]) for k in ("train_loss", "val_loss")
     ):
         row["status"] = "diverged"
-    config_path = job / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    row["reference"] = (config or {}).get("reference")
-    row["seed"] = (config or {}).get("seed")
+    config = read_yaml(job / "config.yaml") or {}
+    row["reference"] = config.get("reference")
+    row["seed"] = config.get("seed")
     row |= dynamics_summary(job / "dynamics.csv")
     row["diagnosis"] = short_diagnosis(record.get("diagnosis"))
     return row
@@ -200,7 +193,7 @@ def job_cells(job: Path, step: int) -> dict[str, str]:
 
 def layers_table(jobs: list[Path], step: int) -> list[str]:
     """Markdown lines: one row per job (the overrides that vary), one column per nonlinearity."""
-    overrides = [job_overrides(job) for job in jobs]
+    overrides = [overrides_of(job) for job in jobs]
     shared = set.intersection(*(set(o) for o in overrides))  # show only what varies
     rows = [
         (", ".join(o for o in ovr if o not in shared), job_cells(job, step))

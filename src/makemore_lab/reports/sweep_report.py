@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from makemore_lab.atomic import write_bytes
+from makemore_lab.reports.ablation import find_jobs
 from makemore_lab.runs import hparams
 from makemore_lab.runs import record as run_record
 
@@ -59,8 +60,7 @@ class SweepReport(Callback):
         if self._before is not None and files_of(sweep_dir) == self._before[1]:
             write_bytes(sweep_dir / MULTIRUN_YAML, self._before[0])  # nothing ran: as it was
         else:  # TensorBoard's HParams view of the sweep: its one experiment, at the root
-            jobs = [p for p in sweep_dir.iterdir() if (p / "config.yaml").is_file()]
-            hparams.sweep_experiment(sweep_dir, [j for j in jobs if (j / ".hydra").is_dir()])
+            hparams.sweep_experiment(sweep_dir, find_jobs(sweep_dir))
         statuses = job_statuses(sweep_dir)
         bad = {job: status for job, status in statuses.items() if status != "completed"}
         next_steps = (

@@ -20,6 +20,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -197,3 +198,18 @@ def write_hydra_record(cfg: DictConfig, run_dir: Path) -> None:
     OmegaConf.save(cfg, folder / "config.yaml")
     OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
     OmegaConf.save(hydra_cfg.overrides.task, folder / "overrides.yaml")
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content, None when there is no such file (a run outside Hydra)."""
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def hydra_record(run_dir: Path) -> dict[str, Any]:
+    """The `hydra:` node Hydra's run wrote into `.hydra/hydra.yaml` ({} without one)."""
+    return (read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
+
+
+def overrides_of(run_dir: Path) -> list[str]:
+    """The overrides Hydra ran `run_dir`'s job with ([] for a run outside Hydra)."""
+    return list(read_yaml(run_dir / ".hydra" / "overrides.yaml") or [])

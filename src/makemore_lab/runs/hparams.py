@@ -17,7 +17,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import OmegaConf
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -25,6 +24,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from makemore_lab.atomic import write_bytes
+from makemore_lab.runs.claim import hydra_record, overrides_of, read_yaml
 from makemore_lab.runs.groups import without_seed
 
 METRICS = ("final/train_loss", "final/val_loss", "final/test_loss")  # logged by every run
@@ -50,16 +50,6 @@ def as_value(value: Any) -> Value:
         return "null" if value is None else str(value)
 
 
-def read_yaml(path: Path) -> Any:
-    """A YAML file's content, None when there is no such file (a run outside Hydra)."""
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
-
-
-def hydra_record(run_dir: Path) -> dict[str, Any]:
-    """The `hydra:` node Hydra's run wrote into `.hydra/hydra.yaml` ({} without one)."""
-    return (read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
-
-
 def run_hparams(run_dir: Path) -> dict[str, Value]:
     """The hyperparameters of the run in `run_dir`: the knobs its config lists under `hparams`
     and the keys its command line overrode (in a sweep: those its jobs vary, the ones Hydra
@@ -83,11 +73,6 @@ def run_hparams(run_dir: Path) -> dict[str, Value]:
         if node is not MISSING and not OmegaConf.is_config(node):
             values[key] = as_value(node)
     return values
-
-
-def overrides_of(run_dir: Path) -> list[str]:
-    """The overrides Hydra ran `run_dir`'s job with ([] for a run outside Hydra)."""
-    return list(read_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
 
 
 def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
