@@ -2,15 +2,18 @@
 
     python -m benchmarks.stacked                       # the deep network, N = 1, 4, 16
     python -m benchmarks.stacked --network lecture_mlp --jobs 1 4 16 64 --steps 2000
+    python -m benchmarks.stacked --device cuda --jobs 1 64 --graphs   # on a GPU machine
 
 N same-shaped jobs (gains spread between 1 and 3, one seed each) train `--steps` optimizer
 steps in chunks of 500. "driver": the way a sweep trains them, `train.train_jobs` with the
 default config (the dynamics callback, checkpoints, a CSV logger, evaluation and samples
 included; N = 1 is the solo engine), job-steps over the fit's seconds. "core": the stacked
 inner loop alone (`StackedMLP` + `stacked_steps`, the lecture's SGD), no Lightning, no
-statistics. Prints a table and, last, one JSON line with both per N, the speed-ups over N = 1,
-and one job against the lecture's own loop (`benchmarks/reference_loop.py`), all measured in
-the same run.
+statistics. "graphed" (`--graphs`, CUDA only): the core with each optimizer step captured
+once as a CUDA graph and replayed (the step is hundreds of tiny kernel launches at these
+sizes; a graph launches them as one). Prints a table and, last, one JSON line with each per
+N, the speed-ups over N = 1, and one job against the lecture's own loop
+(`benchmarks/reference_loop.py`), all measured in the same run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -31,14 +35,16 @@ from omegaconf import OmegaConf
 from benchmarks import reference_loop
 from makemore_lab.cli.app import CONF_DIR
 from makemore_lab.stacked.network import StackedMLP
-from makemore_lab.stacked.steps import JobSGD, StackedSGD, draw_chunk, train_chunk
+from makemore_lab.stacked.steps import JobSGD, StackedSGD, draw_chunk, job_losses, train_chunk
 from makemore_lab.train import train_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
+FINAL: dict[tuple[str, int], list[torch.Tensor]] = {}  # each way's final weights, to compare
 
 
-def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
-    """Train `jobs` stacked networks for `args.steps` steps; job-steps per second."""
+def core_setup(args: argparse.Namespace, jobs: int) -> tuple[Any, ...]:
+    """`jobs` stacked networks (gains 1..3, seeds 0..), their optimizer, data and generators,
+    on `args.device`."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"model={args.network}", f"data.path={args.data}"])
     dm = instantiate(cfg.data, download=False)
@@ -51,15 +57,78 @@ def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
         )
         for g, gen in zip(gains, generators, strict=True)
     ]
-    model = StackedMLP.from_networks(nets)
+    model = StackedMLP.from_networks(nets).to(args.device)
     optimizer = StackedSGD(model, [JobSGD(0.1)] * jobs, lecture=True)
-    x, y = dm.splits["train"]
+    x, y = (t.to(args.device) for t in dm.splits["train"])
+    return model, optimizer, x, y, generators, cfg.data.batch_size
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":  # time the work, not its queueing
+        torch.cuda.synchronize()
+
+
+def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
+    """Train `jobs` stacked networks for `args.steps` steps; job-steps per second."""
+    model, optimizer, x, y, generators, batch = core_setup(args, jobs)
     chunk = 500
+    synchronize(args.device)
     started = time.perf_counter()
     for first in range(0, args.steps, chunk):
         n = min(chunk, args.steps - first)
-        xs, ys = draw_chunk(x, y, generators, n, cfg.data.batch_size)
+        xs, ys = draw_chunk(x, y, generators, n, batch)
         train_chunk(model, optimizer, xs, ys)
+    synchronize(args.device)
+    FINAL["core", jobs] = [t.detach().clone() for t in model.state_dict().values()]
+    return jobs * args.steps / (time.perf_counter() - started)
+
+
+def graphed_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
+    """As `job_steps_per_second`, each step replayed from one captured CUDA graph: the
+    minibatch copied into the graph's input, forward, backward and update in one launch."""
+    model, optimizer, x, y, generators, batch = core_setup(args, jobs)
+    params = list(model.parameters())
+    # the graph's inputs: any first minibatch (the generators' draws are left for training)
+    static_x = x[:batch].expand(jobs, *x[:batch].shape).clone()
+    static_y = y[:batch].expand(jobs, batch).clone()
+
+    def step() -> torch.Tensor:
+        loss = job_losses(model, static_x, static_y)
+        loss.sum().backward()
+        optimizer.update()
+        return loss.detach()
+
+    state = list(model.state_dict().values())
+    start = [t.detach().clone() for t in state]
+    side = torch.cuda.Stream()  # warm-up on a side stream, as torch's docs ask before capture
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            for p in params:
+                p.grad = None
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    for p in params:
+        p.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        losses = step()
+    with torch.no_grad():  # undo the warm-up: the same start and steps as the core's
+        for t, t0 in zip(state, start, strict=True):
+            t.copy_(t0)
+    chunk = 500
+    synchronize(args.device)
+    started = time.perf_counter()
+    for first in range(0, args.steps, chunk):
+        n = min(chunk, args.steps - first)
+        xs, ys = draw_chunk(x, y, generators, n, batch)
+        for i in range(n):
+            static_x.copy_(xs[:, i])
+            static_y.copy_(ys[:, i])
+            graph.replay()
+        assert bool(torch.isfinite(losses).all())  # once per chunk, as the driver reads them
+    synchronize(args.device)
+    FINAL["graphed", jobs] = [t.detach().clone() for t in model.state_dict().values()]
     return jobs * args.steps / (time.perf_counter() - started)
 
 
@@ -77,6 +146,7 @@ def driver_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
                     f"model={args.network}",
                     f"data.path={args.data}",
                     "data.download=false",
+                    "trainer=gpu" if args.device == "cuda" else "trainer=cpu",
                     f"trainer.max_steps={args.steps}",
                     "logger=csv",
                     "callbacks.progress_bar=null",
@@ -85,6 +155,7 @@ def driver_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
                     f"init.gain={gain}",
                     f"seed={seed}",
                     f"run_dir={out}/{seed}",
+                    *args.override,
                 ],
             )
             for seed, gain in enumerate(gains)
@@ -100,7 +171,7 @@ def reference_steps_per_second(args: argparse.Namespace) -> float:
         cfg = compose("config", overrides=[f"model={args.network}", f"data.path={args.data}"])
     dm = instantiate(cfg.data, download=False)
     dm.setup("fit")
-    x, y = dm.splits["train"]
+    x, y = (t.to(args.device) for t in dm.splits["train"])
     return reference_loop.steps_per_second(x, y, args.network, dm.vocab.size, args.steps, 100)
 
 
@@ -115,33 +186,54 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="optimizer steps per job")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default=str(ROOT / "data" / "names.txt"))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--graphs", action="store_true", help="also the CUDA-graph core (cuda)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the lecture's loop")
+    parser.add_argument("--no-core", action="store_true", help="the driver alone")
+    parser.add_argument(
+        "--override", action="append", default=[], help="a config override for the driver's jobs"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("makemore_lab").setLevel(logging.WARNING)  # no per-run summaries
     driver = {n: driver_steps_per_second(args, n) for n in args.jobs}
     torch.set_num_threads(args.threads)
-    rates = {n: job_steps_per_second(args, n) for n in args.jobs}
-    reference = reference_steps_per_second(args)
-    print(f"\n{args.network}, {args.threads} thread(s), {args.steps} steps per job")
-    print(f"{'jobs':>5} {'driver':>10} {'x one job':>10} {'core':>10} {'x one job':>10}")
+    measured = {"driver": driver}
+    if not args.no_core:
+        measured["core"] = {n: job_steps_per_second(args, n) for n in args.jobs}
+    if args.graphs:
+        measured["graphed"] = {n: graphed_steps_per_second(args, n) for n in args.jobs}
+    reference = math.nan if args.no_reference else reference_steps_per_second(args)
+    print(f"\n{args.network} on {args.device}, {args.threads} thread(s), {args.steps} steps/job")
+    print(f"{'jobs':>5}" + "".join(f" {name:>10} {'x one job':>10}" for name in measured))
+    rows = list(measured.values())
     for n in args.jobs:
-        print(
-            f"{n:>5} {driver[n]:>10.0f} {driver[n] / driver.get(1, math.nan):>10.2f} "
-            f"{rates[n]:>10.0f} {rates[n] / rates.get(1, math.nan):>10.2f}"
-        )
+        row = "".join(f" {m[n]:>10.0f} {m[n] / m.get(1, math.nan):>10.2f}" for m in rows)
+        print(f"{n:>5}{row}")
     print(f"the lecture's own loop, one job: {reference:.0f} steps/s")
     summary: dict[str, object] = {}
-    for name, measured in (("driver", driver), ("core", rates)):
-        summary |= {f"{name}_job_steps_per_s_{n}": round(r, 1) for n, r in measured.items()}
-        if 1 in measured:
-            summary[f"{name}_one_job_over_reference"] = round(measured[1] / reference, 2)
+    for name, measured_n in measured.items():
+        summary |= {f"{name}_job_steps_per_s_{n}": round(r, 1) for n, r in measured_n.items()}
+        if 1 in measured_n:
+            summary[f"{name}_one_job_over_reference"] = round(measured_n[1] / reference, 2)
             summary |= {
-                f"{name}_speedup_{n}_jobs": round(r / measured[1], 2)
-                for n, r in measured.items()
+                f"{name}_speedup_{n}_jobs": round(r / measured_n[1], 2)
+                for n, r in measured_n.items()
                 if n != 1
             }
+    if args.graphs:  # the graphed steps must train what the core trains
+        most = max(args.jobs)
+        pairs = zip(FINAL["core", most], FINAL["graphed", most], strict=True)
+        diff = max(float((a.double() - b.double()).abs().max()) for a, b in pairs)
+        summary["graphed_max_abs_weight_diff"] = diff
+        print(f"graphed vs core, {most} jobs: largest weight difference {diff:.3g}")
+    if args.device == "cuda":  # the headline: a stacked sweep's own path, at the most jobs
+        summary["gpu_job_steps_per_s"] = summary[f"driver_job_steps_per_s_{max(args.jobs)}"]
+        summary["gpu_jobs"] = max(args.jobs)
     summary["reference_steps_per_s"] = round(reference, 1)
     summary |= {"network": args.network, "steps": args.steps, "threads": args.threads}
+    summary["driver_overrides"] = args.override
+    summary["device"] = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(json.dumps(summary))
 
 
