@@ -63,7 +63,8 @@ SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge-socket/munge.socket
+# cred_expire: how long a requeued job waits before it may start again (120 s by default)
+AuthInfo=socket=$dir/munge-socket/munge.socket,cred_expire=10
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid

@@ -132,6 +132,8 @@ LAUNCHER_CHECKS: dict[str, Check] = {
     "mem_gb": optional(POSITIVE),
     "nodes": optional(POSITIVE_INT),
     "array_parallelism": optional(POSITIVE_INT),
+    "signal_delay_s": optional(integer(0)),
+    "max_requeues": integer(0),
 }
 
 

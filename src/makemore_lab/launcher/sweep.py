@@ -31,9 +31,10 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from makemore_lab.launcher import slurm
 from makemore_lab.launcher.grouping import Grouping, group_jobs
 from makemore_lab.launcher.processes import Task, run_parallel
-from makemore_lab.launcher.slurm import run_on_slurm
+from makemore_lab.launcher.slurm import Lost, run_on_slurm
 from makemore_lab.runs import claim as run_claim
 from makemore_lab.runs import record as run_record
 from makemore_lab.runs.failures import handle_job_error
@@ -79,6 +80,10 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     tasks = [group_task(launcher, [configs[i] for i in g], live) for g in groups]
     if on_slurm:  # one SLURM array element per group
         results = run_on_slurm(launcher.slurm, sweep_dir, tasks)
+        results = [
+            record_lost(launcher, [configs[i] for i in group], r) if isinstance(r, Lost) else r
+            for group, r in zip(groups, results, strict=True)
+        ]
     elif side_by_side:
         results = run_parallel(tasks, n_jobs)  # groups side by side, one process each
     else:
@@ -123,7 +128,11 @@ def describe(grouping: Grouping, configs: list[DictConfig]) -> None:
 
 
 def run_in_job_dir(launcher: Any, cfg: DictConfig, task: Any) -> JobReturn:
-    """`task(cfg)` in the job's directory and Hydra context, as the basic launcher runs a job."""
+    """`task(cfg)` in the job's directory and Hydra context, as the basic launcher runs a job.
+    In a requeued SLURM task the job resumes (its own earlier attempt, stopped and saved)."""
+    if slurm.REQUEUED:
+        with open_dict(cfg):
+            cfg.resume = True
     return run_job(
         hydra_context=launcher.hydra_context,
         task_function=task,
@@ -192,3 +201,27 @@ def train_ready(
         i: m["val_loss"] if m.get("status") == "completed" else float("nan")
         for i, m in zip(indices, metrics, strict=True)
     }
+
+
+def record_lost(launcher: Any, configs: list[DictConfig], lost: Lost) -> list[JobReturn]:
+    """A SLURM task that ended without a result: each of its jobs that did not record its own
+    end is recorded `failed` with the task's state and log (its claim, a dead process's, let
+    go), so the summary names it and `resume=true` continues it from its last.ckpt."""
+    log.error("%s; its jobs that did not finish are recorded failed", lost)
+    returns = []
+    for cfg in configs:
+        run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        if run_record.status(run_dir) not in ("completed", "diverged"):
+            run_claim.make_run_dir(run_dir)
+            if not (run_dir / ".hydra").is_dir():  # never started: the table labels it by this
+                HydraConfig.instance().set_config(cfg)
+                task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+                run_claim.write_hydra_record(task_cfg, run_dir)
+            slurm_info = {"job": lost.job, "state": lost.state, "log": lost.log_path}
+            run_record.write_lost(run_dir, str(lost), slurm_info)
+            (run_dir / run_claim.LOCK).unlink(missing_ok=True)
+        ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, hydra_cfg=cfg)
+        ret.working_dir, ret.task_name = str(run_dir), cfg.hydra.job.name
+        ret.status, ret.return_value = JobStatus.COMPLETED, float("nan")
+        returns.append(ret)
+    return returns

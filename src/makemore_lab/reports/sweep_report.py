@@ -37,6 +37,15 @@ def files_of(sweep_dir: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+def why(run_dir: Path, status: str) -> str:
+    """A job's status, and for one whose SLURM task ended without it, the task and its log."""
+    slurm = run_record.read(run_dir).get("slurm")
+    if not isinstance(slurm, dict):
+        return status
+    where = f"log {slurm['log']}" if slurm.get("log") else "never started"
+    return f"{status}: SLURM task {slurm.get('job')} {slurm.get('state')}, {where}"
+
+
 class SweepReport(Callback):
     """On multirun end: the table and TensorBoard commands; the jobs that failed, then exit 1.
 
@@ -69,7 +78,7 @@ class SweepReport(Callback):
         if not bad:
             print(f"\nmakemore-lab: all {len(statuses)} jobs completed\n{next_steps}")
             return
-        named = ", ".join(f"{job} ({status})" for job, status in bad.items())
+        named = ", ".join(f"{job} ({why(sweep_dir / job, status)})" for job, status in bad.items())
         print(
             f"\nmakemore-lab: {len(bad)} of {len(statuses)} jobs did not complete: {named}. "
             f"Each job's metrics.json says why; the table marks them.\n{next_steps}",

@@ -2,7 +2,9 @@
 
 The claim is a file, `run.lock`, created atomically (`O_CREAT | O_EXCL`, so of two runs started
 at once exactly one gets it) and naming its process: pid, host and the process's start time
-(so a pid reused by another process is not taken for the run). It is removed when the run has
+(so a pid reused by another process is not taken for the run), and in a SLURM job its id (a
+requeued job is the same SLURM job, run again, maybe on another node: it takes over its own
+earlier claim). It is removed when the run has
 written its record (`metrics.json`); after a kill -9 it stays, and tells the next command that
 an unfinished run is there and that its process is gone. The rules:
 
@@ -39,9 +41,23 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job as squeue names it (`<array job>_<index>` for an array's
+    element), None outside SLURM."""
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")
+
+
 def _holder() -> dict[str, Any]:
     pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
+    holder = {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
+    return holder | ({"slurm_job": slurm_job()} if slurm_job() else {})
+
+
+def earlier_attempt(holder: dict[str, Any]) -> bool:
+    """The claim is this SLURM job's own, from an earlier attempt: SLURM runs a job once at a
+    time, so a requeued job's earlier process is gone, on whichever node it ran."""
+    return bool(holder.get("slurm_job")) and holder.get("slurm_job") == slurm_job()
 
 
 def is_alive(holder: dict[str, Any]) -> bool | None:
@@ -117,7 +133,7 @@ def _refuse_or_take_over(
         if take_over:  # this process's own earlier run (a test, a sweep's earlier job)
             (run_dir / LOCK).unlink(missing_ok=True)
         return
-    alive = is_alive(holder)
+    alive = False if earlier_attempt(holder) else is_alive(holder)
     who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
     if alive:
         raise UserError(

@@ -93,3 +93,12 @@ def write_failed(run_dir: str | Path, err: BaseException, group: list[str] | Non
             record["error"] = f"in its stacked group's shared training step: {error}"
             record["stacked_group"] = group
         write_json(path, record)
+
+
+def write_lost(run_dir: str | Path, error: str, slurm: dict[str, str | None]) -> None:
+    """A job whose SLURM task ended before the job recorded how it ended, or after it was
+    `interrupted` and not requeued: `failed`, keeping the checkpoint it may resume from."""
+    previous = read(run_dir)
+    record: dict[str, Any] = {"status": "failed", "error": error, "slurm": slurm}
+    record |= {k: previous[k] for k in ("steps", "checkpoint", "signal") if k in previous}
+    write_json(path_of(run_dir), record | {"run_dir": str(run_dir)})

@@ -18,6 +18,7 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig
 from torch import nn
 
@@ -97,6 +98,9 @@ def build_trainer(cfg: DictConfig, **settings: Any) -> L.Trainer:
     (callbacks, loggers, plugins, where it writes). With `callbacks.model_checkpoint=null` no
     checkpoint is written (Lightning would add its own, `epoch=0-step=N.ckpt`)."""
     checkpoints = (cfg.get("callbacks") or {}).get("model_checkpoint") is not None
+    if SLURMEnvironment.detect():  # one way to be requeued: training/interrupts.py's
+        # Lightning's own (SIGUSR1: save mid-chunk, requeue) would resume otherwise
+        settings["plugins"] = [*settings.get("plugins", []), SLURMEnvironment(auto_requeue=False)]
     return instantiate(
         cfg.trainer, **batch_cadences(cfg), enable_checkpointing=checkpoints, **settings
     )

@@ -1,15 +1,19 @@
-"""SIGTERM and Ctrl-C: training stops at the end of its chunk and saves; records are never lost.
+"""SIGTERM, SIGUSR2 and Ctrl-C: training stops at the end of its chunk and saves; records are
+never lost.
 
-- `SaveOnInterrupt` (a callback, while Lightning trains): the first SIGTERM (a cluster's time
-  limit, `kill`) or Ctrl-C lets the running chunk finish (`data.chunk_size` steps, about a
-  second), saves each job's `last.ckpt` and stops; the driver then records `interrupted`.
+- `SaveOnInterrupt` (a callback, while Lightning trains): the first SIGTERM (`kill`, a cluster
+  ending or requeueing the job), SIGUSR2 (SLURM's warning before a preemption or the time
+  limit, as submitit asks for it) or Ctrl-C lets the running chunk finish (`data.chunk_size`
+  steps, about a second), saves each job's `last.ckpt` and stops; the driver then records
+  `interrupted`.
 - `HeldSignals` (around training and the writing that follows it): a signal that arrives once
   training has ended waits until every job's record is written, so a job whose training
   finished is never retrained by `resume=true`.
 
 A terminal's Ctrl-C reaches every process of its group, and the stacked launcher forwards it
 to its group processes once more: the same signal again within a second counts once. A second
-Ctrl-C after that stops at once, without saving.
+Ctrl-C or SIGTERM after that stops at once, without saving; a cluster's SIGUSR2 followed by
+its SIGTERM (or the other way) is one request.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from lightning.pytorch.callbacks import Callback
 log = logging.getLogger(__name__)
 
 ECHO_SECONDS = 1.0  # the same signal again within this long is the same request
+CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+CLUSTER = {signal.SIGTERM, signal.SIGUSR2}  # a scheduler's: it warns, then stops the job
 
 
 class Signals:
-    """SIGINT and SIGTERM caught while open: the first is kept (`signum`) and `on_first` told."""
+    """SIGINT, SIGTERM and SIGUSR2 caught while open: the first is kept (`signum`) and
+    `on_first` told."""
 
     def __init__(self, on_first: Callable[[int], None]) -> None:
         self.on_first = on_first
@@ -42,7 +49,7 @@ class Signals:
     def open(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # Python delivers signals to the main thread only; nothing to catch here
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in CAUGHT:
             if signal.getsignal(signum) is signal.SIG_IGN:
                 continue  # ignored on purpose (nohup, a background job): leave it so
             self._previous[signum] = signal.signal(signum, self._on_signal)
@@ -59,6 +66,8 @@ class Signals:
             self.on_first(signum)
         elif signum == self.signum and now - self._at < ECHO_SECONDS:
             return  # the terminal's and the launcher's copy of one Ctrl-C
+        elif {signum, self.signum} == CLUSTER:
+            return  # SLURM's warning and its SIGTERM: the chunk is being saved already
         else:  # asked again: stop now, without a checkpoint
             self.close()
             raise KeyboardInterrupt
