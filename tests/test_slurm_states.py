@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from makemore_lab.errors import UserError
+from makemore_lab.launcher import slurm_states
 from makemore_lab.launcher.slurm_states import GRACE_SECONDS, Watch, parse_states
 from makemore_lab.runs import claim
 from makemore_lab.training.interrupts import Signals
@@ -108,3 +110,21 @@ def test_slurms_warning_and_its_sigterm_are_one_request() -> None:
     finally:
         signals.close()
     assert said == [signal.SIGUSR2] and signals.signum == signal.SIGUSR2
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        ("slurm_load_jobs error: Invalid job id specified", {}),  # forgotten: UNKNOWN later
+        ("slurm_load_jobs error: Unable to contact slurm controller", None),  # ask again
+    ],
+)
+def test_a_forgotten_job_is_unknown_but_an_unreachable_controller_is_no_answer(
+    stderr: str, expected: dict | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def scontrol(args: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        assert args[:4] == ["scontrol", "show", "job", "-o"]
+        return subprocess.CompletedProcess(args, 1, stdout="", stderr=stderr)
+
+    monkeypatch.setattr(slurm_states.subprocess, "run", scontrol)
+    assert slurm_states.job_states({"12_0", "12_1"}) == expected

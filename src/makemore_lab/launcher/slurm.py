@@ -117,6 +117,9 @@ def wait_for(jobs: list[Any]) -> list[Any]:
         if waiting and time.monotonic() - asked >= STATE_SECONDS:
             asked = time.monotonic()
             states = job_states({jobs[i].job_id for i in waiting})
+            if states is None:
+                log.warning("scontrol did not answer; asking again in %.0f s", STATE_SECONDS)
+                continue
             for i in waiting:
                 job = jobs[i]
                 if not job.paths.result_pickle.exists() and watch.lost(

@@ -65,12 +65,18 @@ def parse_states(text: str) -> dict[str, str]:
     return states
 
 
-def job_states(job_ids: set[str]) -> dict[str, str]:
-    """The state of each job scontrol knows among `job_ids` (`<array>_<index>` or `<job>`)."""
+def job_states(job_ids: set[str]) -> dict[str, str] | None:
+    """The state of each job scontrol knows among `job_ids` (`<array>_<index>` or `<job>`);
+    None when SLURM could not be asked (a controller restarting: ask again later)."""
     arrays = sorted({job.split("_")[0] for job in job_ids})
-    run = subprocess.run(
-        ["scontrol", "show", "job", "-o", *arrays], capture_output=True, text=True, timeout=60
-    )
+    try:
+        run = subprocess.run(
+            ["scontrol", "show", "job", "-o", *arrays], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if run.returncode != 0 and "Invalid job id" not in run.stderr:
+        return None
     states = parse_states(run.stdout)  # a forgotten id: an error line, the others still listed
     return {job: states[job] for job in job_ids if job in states}
 
