@@ -12,7 +12,7 @@ SEEDS ?= 1
 LECTURE_SEED := 2147483647
 SEED_SWEEP := $(if $(filter-out 1,$(SEEDS)),'seed=range($(LECTURE_SEED),$(shell echo $$(($(LECTURE_SEED) + $(SEEDS)))))')
 
-.PHONY: help install data train sweep ablation table bench bench-seeds bench-sweep test test-all test-slurm slurm-up slurm-down screenshot lint format tensorboard clean
+.PHONY: help install data train sweep ablation table bench bench-seeds bench-sweep bench-slurm bench-gpu test test-all test-slurm slurm-up slurm-down screenshot lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -52,6 +52,12 @@ bench-seeds: install data  ## make ablation with 5 seeds against 1 seed, and the
 
 bench-sweep: install data  ## the stacked launcher against the basic one, 16-job memory (ARGS="--ablation": + the 5 rows)
 	$(PY) -m benchmarks.sweep $(ARGS)
+
+bench-slurm: install data  ## a 16-job seed grid on SLURM: one stacked task against a task per job (a one-node SLURM if SLURM_CONF is unset)
+	$(PY) -m benchmarks.slurm $(ARGS)
+
+bench-gpu: install data  ## on a CUDA machine: the GPU test, then job-steps/s of 1, 16, 64 stacked jobs (benchmarks/gpu.sh)
+	PY=$(PY) bash benchmarks/gpu.sh
 
 test: install data  ## the test suite (what CI runs), on two workers (pytest-xdist)
 	$(PY) -m pytest -n 2 --dist loadgroup

@@ -200,3 +200,15 @@ def test_a_cancelled_task_is_reported_failed_and_the_other_task_finishes(
     first = json.loads((tmp_path / "0_model.batchnorm=True" / "metrics.json").read_text())
     assert first["status"] == "completed"
     assert slurm_command(slurm, "squeue", "-h", "-o", "%i").strip() == ""
+
+
+def test_the_slurm_benchmark_runs_both_launchers_to_the_same_losses(
+    slurm: dict[str, str], names_file: Path
+) -> None:
+    """`python -m benchmarks.slurm`, tiny: its JSON line, both sweeps' val losses equal."""
+    command = ["-m", "benchmarks.slurm", "--jobs", "2", "--steps", "20", "--data", str(names_file)]
+    result = run_cli(*command, env=slurm)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["same_val_losses"] is True and line["jobs"] == 2
+    assert line["slurm_stacked_over_per_job"] > 0

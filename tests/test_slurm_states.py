@@ -63,16 +63,19 @@ def test_other_ends_wait_a_grace_period_and_a_requeue_resets_it(state: str | Non
 
 
 def claimed_on_another_node(run: Path, slurm_job: str) -> None:
+    """`run` as the first attempt of SLURM task `slurm_job` left it on node-07."""
     run.mkdir()
     (run / "config.yaml").write_text("seed: 1\n")
-    holder = {"pid": 4242, "host": "node-07", "start": "1", "slurm_job": slurm_job}
+    holder = {"pid": 4242, "host": "node-07", "start": "1"}
+    holder |= {"slurm_job": slurm_job, "slurm_attempt": 0}
     (run / claim.LOCK).write_text(json.dumps(holder))
 
 
-def in_slurm(monkeypatch: pytest.MonkeyPatch, array: str, index: str) -> None:
+def in_slurm(monkeypatch: pytest.MonkeyPatch, array: str, index: str, attempt: int = 1) -> None:
     monkeypatch.setenv("SLURM_JOB_ID", "99")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", array)
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", index)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", str(attempt))
 
 
 def test_a_requeued_task_takes_over_its_own_claim_from_another_node(
@@ -84,6 +87,7 @@ def test_a_requeued_task_takes_over_its_own_claim_from_another_node(
     claim.claim(run, resume=True)
     holder = json.loads((run / claim.LOCK).read_text())
     assert holder["pid"] == os.getpid() and holder["slurm_job"] == "12_1"
+    assert holder["slurm_attempt"] == 1
 
 
 def test_another_tasks_claim_and_a_fresh_command_are_still_refused(
@@ -94,8 +98,11 @@ def test_another_tasks_claim_and_a_fresh_command_are_still_refused(
     in_slurm(monkeypatch, "12", "0")  # a sibling element
     with pytest.raises(UserError, match="which this machine cannot check"):
         claim.claim(run, resume=True)
-    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
-        monkeypatch.delenv(name)  # a user's command, outside SLURM
+    in_slurm(monkeypatch, "12", "1", attempt=0)  # the same attempt: another live process
+    with pytest.raises(UserError, match="which this machine cannot check"):
+        claim.claim(run, resume=True)
+    for name in ("JOB_ID", "ARRAY_JOB_ID", "ARRAY_TASK_ID", "RESTART_COUNT"):
+        monkeypatch.delenv(f"SLURM_{name}")  # a user's command, outside SLURM
     with pytest.raises(UserError, match="which this machine cannot check"):
         claim.claim(run, resume=True)
 

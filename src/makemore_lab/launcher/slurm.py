@@ -17,7 +17,6 @@ reported with its state and log, and its unfinished jobs recorded `failed`.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from makemore_lab.launcher.processes import Task
 from makemore_lab.launcher.slurm_states import Watch, job_states
-from makemore_lab.runs.claim import slurm_job
+from makemore_lab.runs.claim import slurm_attempt, slurm_job
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ def on_node(task: Task, max_requeues: int) -> Any:
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    restarts = slurm_attempt()
     REQUEUED = restarts > 0
     if REQUEUED:
         log.info("SLURM requeued %s (attempt %d): its jobs resume", slurm_job(), restarts + 1)

@@ -48,16 +48,25 @@ def slurm_job() -> str | None:
     return f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")
 
 
+def slurm_attempt() -> int:
+    """How often SLURM has requeued this job (0: its first run)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
 def _holder() -> dict[str, Any]:
     pid = os.getpid()
     holder = {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
-    return holder | ({"slurm_job": slurm_job()} if slurm_job() else {})
+    if slurm_job():
+        holder |= {"slurm_job": slurm_job(), "slurm_attempt": slurm_attempt()}
+    return holder
 
 
 def earlier_attempt(holder: dict[str, Any]) -> bool:
-    """The claim is this SLURM job's own, from an earlier attempt: SLURM runs a job once at a
-    time, so a requeued job's earlier process is gone, on whichever node it ran."""
-    return bool(holder.get("slurm_job")) and holder.get("slurm_job") == slurm_job()
+    """The claim is this SLURM job's own, from an earlier attempt: SLURM runs one attempt of a
+    job at a time, so a requeued job's earlier process is gone, on whichever node it ran."""
+    attempt = holder.get("slurm_attempt")
+    same_job = bool(holder.get("slurm_job")) and holder.get("slurm_job") == slurm_job()
+    return same_job and isinstance(attempt, int) and attempt < slurm_attempt()
 
 
 def is_alive(holder: dict[str, Any]) -> bool | None:
