@@ -71,16 +71,23 @@ def synchronize(device: str) -> None:
 def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
     """Train `jobs` stacked networks for `args.steps` steps; job-steps per second."""
     model, optimizer, x, y, generators, batch = core_setup(args, jobs)
+    data = (x, y, generators, batch)
+    return timed(args, "core", model, data, lambda xs, ys: train_chunk(model, optimizer, xs, ys))
+
+
+def timed(args: argparse.Namespace, name: str, model: Any, data: tuple, train: Any) -> float:
+    """Job-steps per second of `train(xs, ys)` over `args.steps` steps, in chunks of 500 drawn
+    from `data` (x, y, generators, batch size); the final weights kept as FINAL[name, jobs]."""
+    x, y, generators, batch = data
     chunk = 500
     synchronize(args.device)
     started = time.perf_counter()
     for first in range(0, args.steps, chunk):
-        n = min(chunk, args.steps - first)
-        xs, ys = draw_chunk(x, y, generators, n, batch)
-        train_chunk(model, optimizer, xs, ys)
+        train(*draw_chunk(x, y, generators, min(chunk, args.steps - first), batch))
     synchronize(args.device)
-    FINAL["core", jobs] = [t.detach().clone() for t in model.state_dict().values()]
-    return jobs * args.steps / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    FINAL[name, len(generators)] = [t.detach().clone() for t in model.state_dict().values()]
+    return len(generators) * args.steps / seconds
 
 
 def graphed_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
@@ -116,20 +123,15 @@ def graphed_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
     with torch.no_grad():  # undo the warm-up: the same start and steps as the core's
         for t, t0 in zip(state, start, strict=True):
             t.copy_(t0)
-    chunk = 500
-    synchronize(args.device)
-    started = time.perf_counter()
-    for first in range(0, args.steps, chunk):
-        n = min(chunk, args.steps - first)
-        xs, ys = draw_chunk(x, y, generators, n, batch)
-        for i in range(n):
+
+    def replay(xs: torch.Tensor, ys: torch.Tensor) -> None:
+        for i in range(xs.shape[1]):
             static_x.copy_(xs[:, i])
             static_y.copy_(ys[:, i])
             graph.replay()
         assert bool(torch.isfinite(losses).all())  # once per chunk, as the driver reads them
-    synchronize(args.device)
-    FINAL["graphed", jobs] = [t.detach().clone() for t in model.state_dict().values()]
-    return jobs * args.steps / (time.perf_counter() - started)
+
+    return timed(args, "graphed", model, (x, y, generators, batch), replay)
 
 
 def driver_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
