@@ -25,15 +25,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+SLURM_LOCAL = ["bash", str(ROOT / "scripts" / "slurm_local.sh")]  # `up DIR` / `down DIR`
 
 
 def local_slurm(where: Path) -> dict[str, str]:
     """Start `scripts/slurm_local.sh up` under `where`; the environment that reaches it."""
     up = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "slurm_local.sh"), "up", str(where)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [*SLURM_LOCAL, "up", str(where)], capture_output=True, text=True, check=True
     )
     return {"SLURM_CONF": up.stdout.strip().split("export SLURM_CONF=")[1]}
 
@@ -87,7 +85,6 @@ def main() -> None:
     parser.add_argument("--stacked-cpus", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--data", default=str(ROOT / "data" / "names.txt"))
     args = parser.parse_args()
-    script = ["bash", str(ROOT / "scripts" / "slurm_local.sh")]
     with tempfile.TemporaryDirectory() as tmp:
         started_here = "SLURM_CONF" not in os.environ
         env = local_slurm(Path(tmp) / "slurm") if started_here else {}
@@ -95,7 +92,7 @@ def main() -> None:
             seconds = run_sweeps(args, Path(tmp), env)
         finally:
             if started_here:
-                subprocess.run([*script, "down", str(Path(tmp) / "slurm")], check=False)
+                subprocess.run([*SLURM_LOCAL, "down", str(Path(tmp) / "slurm")], check=False)
         losses = [val_losses(Path(tmp) / name) for name in seconds]
     same = all(v == losses[0] for v in losses)
     print(f"{args.jobs} jobs x {args.steps} steps, wall seconds: {seconds}; same losses: {same}")
