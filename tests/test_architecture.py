@@ -16,12 +16,13 @@ from conftest import ROOT
 PACKAGE = ROOT / "src" / "makemore_lab"
 # Low to high: a module may import from its own package or from a lower layer.
 LAYERS = [
-    {"errors", "atomic", "validation"},
+    {"errors", "atomic", "validation", "job_state"},
     {"data"},
     {"network"},
     {"config", "runs", "dynamics"},
     {"training"},
     {"stacked"},
+    {"finish"},
     {"train"},
     {"launcher", "reports"},
     {"cli"},

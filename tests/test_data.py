@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from makemore_lab.data.datamodule import NamesDataModule
 from makemore_lab.data.names import (
-    NamesDataModule,
     Vocab,
     build_dataset,
     download_file,
@@ -58,25 +58,31 @@ def test_split_is_random_seed_42_then_80_10_10() -> None:
     assert (train, val, test) == (expected[:80], expected[80:90], expected[90:])
 
 
-def test_training_chunks_are_the_lectures_randint_stream(names_file: Path) -> None:
-    # One chunk of 5 minibatches is the lecture's 5 consecutive randint calls.
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_training_chunks_are_each_jobs_lecture_randint_stream(names_file: Path, jobs: int) -> None:
+    # One chunk of 5 minibatches is, for each job, the lecture's 5 consecutive randint calls
+    # on its own generator; a solo run is one job.
+    seeds = [7 + job for job in range(jobs)]
     dm = NamesDataModule(
         path=str(names_file),
         download=False,
         batch_size=8,
         chunk_size=5,
-        generator=torch.Generator().manual_seed(7),
+        generators=[torch.Generator().manual_seed(s) for s in seeds],
     )
     dm.setup()
     x_all, y_all = dm.splits["train"]
-    ref = torch.Generator().manual_seed(7)
+    refs = [torch.Generator().manual_seed(s) for s in seeds]
     chunks = iter(dm.train_dataloader())
     for _ in range(3):
-        xs, ys = next(chunks)
-        assert xs.shape == (5, 8, 3) and ys.shape == (5, 8)
-        for x, y in zip(xs, ys, strict=True):
-            ix = torch.randint(0, x_all.shape[0], (8,), generator=ref)
-            assert torch.equal(x, x_all[ix]) and torch.equal(y, y_all[ix])
+        xs, ys, drawn = next(chunks)
+        assert xs.shape == (jobs, 5, 8, 3) and ys.shape == (jobs, 5, 8)
+        for job, ref in enumerate(refs):
+            for x, y in zip(xs[job], ys[job], strict=True):
+                ix = torch.randint(0, x_all.shape[0], (8,), generator=ref)
+                assert torch.equal(x, x_all[ix]) and torch.equal(y, y_all[ix])
+            # the state a checkpoint after this chunk resumes from: the reference's, now
+            assert torch.equal(drawn.states[job], ref.get_state())
 
 
 def test_evaluation_sees_every_example_of_the_split_once(names_file: Path) -> None:

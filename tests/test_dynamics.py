@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import DYNAMICS_STATS, FAST, OFFLINE, on_file, run_cli
-from makemore_lab.data.names import NamesDataModule
+from makemore_lab.data.datamodule import NamesDataModule
 from makemore_lab.dynamics.callback import TrainingDynamics
 from makemore_lab.dynamics.writer import chart_names
 from makemore_lab.errors import TrainingDiverged, UserError
@@ -42,13 +42,13 @@ def read_tensorboard(run: Path) -> EventAccumulator:
 def by_hand(cfg, optimizer: str) -> dict[tuple[str, str], float]:
     """Step 0 of the run, redone without Lightning: same init, same batch, same update."""
     g = torch.Generator().manual_seed(cfg.seed)
-    dm = NamesDataModule(path=cfg.data.path, download=False, generator=g)
+    dm = NamesDataModule(path=cfg.data.path, download=False, generators=[g])
     dm.setup()
     net = instantiate(
         cfg.model, vocab_size=dm.vocab.size, init=cfg.init, generator=g, _convert_="all"
     )
-    xs, ys = next(iter(dm.train_dataloader()))
-    x, y = xs[0], ys[0]  # the first minibatch of the first chunk
+    xs, ys, _ = next(iter(dm.train_dataloader()))
+    x, y = xs[0, 0], ys[0, 0]  # the first minibatch of the first chunk
     outs, h = [], net.embedding(x).view(x.shape[0], -1)  # the forward pass, written out
     for layer in net.layers:
         h = layer(h)

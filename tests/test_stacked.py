@@ -1,11 +1,13 @@
 """Stacked jobs are each itself: N networks trained as one give each job's solo run, bit for bit.
 
-The reference is `train()` itself, one job at a time; the stacked side is `StackedMLP` fed by
-`stacked_steps` (each job's own generator, learning rate and decay), with no Lightning.
+The reference is `train()` itself, one job at a time; the stacked side is the driver's own
+path for a group (`train_jobs`: the stacked engine, the chunk loop, the chunk stream), so what
+is checked is the code that trains.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 from pathlib import Path
 
@@ -15,20 +17,16 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 
 from conftest import resolved
+from makemore_lab.data.chunks import ChunkStream
 from makemore_lab.dynamics.callback import OutputCapture
 from makemore_lab.dynamics.stats import WeightStep, collect, to_numbers
 from makemore_lab.network.layers import layer_kind
 from makemore_lab.network.model import MLP
+from makemore_lab.runs.job import Job
 from makemore_lab.stacked.engine import StackedEngine
-from makemore_lab.stacked.network import StackedMLP
-from makemore_lab.stacked.steps import (
-    JobSGD,
-    StackedSGD,
-    draw_chunk,
-    job_losses,
-    train_chunk,
-)
-from makemore_lab.train import train
+from makemore_lab.stacked.network import StackedMLP, job_losses
+from makemore_lab.stacked.sgd import JobSGD, StackedSGD
+from makemore_lab.train import train, train_jobs
 
 STEPS, CHUNK = 30, 5
 # Three jobs of one stacking group: they differ in gain, seed and learning rate, and the
@@ -62,14 +60,18 @@ def stacked_group(cfgs: list) -> tuple[StackedMLP, list[torch.Generator], list[M
     return StackedMLP.from_networks(nets), generators, nets, dm
 
 
-def train_stacked(cfgs: list, lecture: bool) -> tuple[StackedMLP, StackedSGD]:
-    model, generators, _, dm = stacked_group(cfgs)
-    optimizer = StackedSGD(model, [JobSGD.of(c) for c in cfgs], lecture=lecture)
-    x, y = dm.splits["train"]
-    for _ in range(0, STEPS, CHUNK):
-        xs, ys = draw_chunk(x, y, generators, CHUNK, cfgs[0].data.batch_size)
-        train_chunk(model, optimizer, xs, ys)
-    return model, optimizer
+def train_stacked(cfgs: list, tmp_path: Path) -> list[dict]:
+    """The same jobs as one stacked group through the driver, in directories of their own;
+    each job's metrics."""
+    group = [copy.deepcopy(c) for c in cfgs]
+    for i, cfg in enumerate(group):
+        cfg.run_dir = str(tmp_path / f"stacked{i}")  # its checkpoints and statistics follow
+    return train_jobs([Job(resolved(c)) for c in group])
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    return ckpt["state_dict"]
 
 
 @pytest.mark.parametrize(
@@ -82,14 +84,12 @@ def test_each_stacked_job_ends_with_its_solo_runs_weights_bit_for_bit(
     cfgs = configs(make_cfg, tmp_path, network, f"optim={optim}")
     for cfg in cfgs:
         train(cfg)
-    model, _ = train_stacked(cfgs, lecture=optim == "lecture_sgd")
+    train_stacked(cfgs, tmp_path)
     for job, cfg in enumerate(cfgs):
-        solo = torch.load(Path(cfg.run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-        solo_state = {k.removeprefix("net."): v for k, v in solo["state_dict"].items()}
-        stacked_state = model.network_state(job)
-        assert stacked_state.keys() == solo_state.keys()
-        for name, value in solo_state.items():
-            assert torch.equal(stacked_state[name], value), (job, name)
+        solo, stacked = weights(Path(cfg.run_dir)), weights(tmp_path / f"stacked{job}")
+        assert stacked.keys() == solo.keys()
+        for name, value in solo.items():
+            assert torch.equal(stacked[name], value), (job, name)
 
 
 def test_per_job_statistics_of_the_stacked_step_0_are_the_solo_runs(make_cfg, tmp_path) -> None:
@@ -100,7 +100,8 @@ def test_per_job_statistics_of_the_stacked_step_0_are_the_solo_runs(make_cfg, tm
     optimizer = StackedSGD(model, [JobSGD(c.optim.lr) for c in cfgs])
     layers = {str(i): m for i, m in enumerate(model.layers)}
     weights = model.weights()
-    xs, ys = draw_chunk(*dm.splits["train"], generators, 1, cfgs[0].data.batch_size)
+    x, y = dm.splits["train"]
+    xs, ys, _ = ChunkStream(x, y, cfgs[0].data.batch_size, generators, 1).draw(1)
     # Step 0 by hand, as the dynamics callback sees it: outputs and their gradients through
     # hooks, the weights' gradients and values around the update.
     capture = OutputCapture()
@@ -129,12 +130,12 @@ def test_a_diverging_job_is_frozen_and_the_others_train_on(make_cfg, tmp_path: P
     cfgs[2].init.gain = 1  # a linear network that trains
     for job in (0, 2):
         train(cfgs[job])
-    model, optimizer = train_stacked(cfgs, lecture=False)
-    assert optimizer.active.tolist() == [True, False, True]
+    metrics = train_stacked(cfgs, tmp_path)
+    assert [m["status"] for m in metrics] == ["completed", "diverged", "completed"]
     for job in (0, 2):
-        solo = torch.load(Path(cfgs[job].run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-        for name, value in solo["state_dict"].items():
-            assert torch.equal(model.network_state(job)[name.removeprefix("net.")], value), name
+        solo, stacked = weights(Path(cfgs[job].run_dir)), weights(tmp_path / f"stacked{job}")
+        for name, value in solo.items():
+            assert torch.equal(stacked[name], value), name
 
 
 def test_only_networks_of_the_same_shapes_stack() -> None:
@@ -150,7 +151,7 @@ def test_groups_side_by_side_draw_no_live_display(make_cfg, tmp_path: Path) -> N
     ]  # the default display: the rich bar and the model table
     cfgs = [resolved(c) for c in cfgs]
     for live in (True, False):
-        trainer = StackedEngine.build(cfgs, [None, None], live_display=live).trainer
+        trainer = StackedEngine.build([Job(c) for c in cfgs], live_display=live).trainer
         assert any(isinstance(c, ProgressBar) for c in trainer.callbacks) is live
         assert (trainer.progress_bar_callback is not None) is live
         assert any(isinstance(c, ModelSummary) for c in trainer.callbacks) is live

@@ -25,7 +25,8 @@ from conftest import FAST, ROOT, on_file, resolved, run_cli
 from makemore_lab.errors import StoppedAfterTraining, UserError
 from makemore_lab.launcher.sweep import train_ready
 from makemore_lab.runs.groups import MAX_DIRNAME_BYTES, job_dirname
-from makemore_lab.train import Prepared, prepare_job, train, train_jobs
+from makemore_lab.runs.job import Job
+from makemore_lab.train import prepare_job, train, train_jobs
 
 
 def record(run: Path) -> dict:
@@ -52,7 +53,7 @@ def test_a_signal_once_training_has_ended_waits_for_every_jobs_record(
 ) -> None:
     cfgs = group_of(make_cfg, tmp_path, "logger=csv", jobs=jobs)
     with pytest.raises(StoppedAfterTraining) as raised:
-        train_jobs(cfgs, [None] * jobs, extra_callbacks=[SignalAtTrainEnd()])
+        train_jobs([Job(c) for c in cfgs], extra_callbacks=[SignalAtTrainEnd()])
     assert raised.value.exit_code == 143 and "record (metrics.json) was written" in str(
         raised.value
     )
@@ -67,7 +68,7 @@ def test_a_signal_once_training_has_ended_waits_for_every_jobs_record(
 
 
 def test_a_jobs_failure_after_training_is_its_own(make_cfg, tmp_path: Path, monkeypatch) -> None:
-    import makemore_lab.train as driver
+    import makemore_lab.finish as driver
 
     real = driver.sample_names
 
@@ -79,7 +80,7 @@ def test_a_jobs_failure_after_training_is_its_own(make_cfg, tmp_path: Path, monk
     monkeypatch.setattr(driver, "sample_names", sample)
     cfgs = group_of(make_cfg, tmp_path, "logger=csv")
     cfgs[1].samples.seed = 13
-    metrics = train_jobs(cfgs, [None, None])
+    metrics = train_jobs([Job(c) for c in cfgs])
     assert [m["status"] for m in metrics] == ["completed", "failed"]
     assert record(tmp_path / "1") == {"status": "failed", "error": "OSError: disk full"}
     assert record(tmp_path / "0")["status"] == "completed"
@@ -98,7 +99,7 @@ def test_an_error_in_the_shared_step_fails_the_group_and_each_record_says_so(
     cfgs = group_of(make_cfg, tmp_path, "logger=csv")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         hydra_cfg = compose("config", ["hydra.mode=MULTIRUN"], return_hydra_config=True)
-    values = train_ready([Prepared(c, None, None) for c in cfgs], [0, 1], hydra_cfg)
+    values = train_ready([Job(c) for c in cfgs], [0, 1], hydra_cfg)
     assert values == {}
     for run in ("0", "1"):
         failed = record(tmp_path / run)
@@ -108,7 +109,7 @@ def test_an_error_in_the_shared_step_fails_the_group_and_each_record_says_so(
 
 def test_checkpoints_off_write_no_checkpoint_and_refuse_resume(make_cfg, tmp_path: Path) -> None:
     off = ["logger=csv", "callbacks.model_checkpoint=null"]
-    train_jobs(group_of(make_cfg, tmp_path, *off), [None, None])
+    train_jobs([Job(c) for c in group_of(make_cfg, tmp_path, *off)])
     train(make_cfg(*off, f"run_dir={tmp_path / 'solo'}"))
     assert not list(tmp_path.rglob("*.ckpt"))  # no Lightning default `epoch=0-step=N.ckpt`
     with pytest.raises(UserError, match="that callback is off"):  # as a solo run refuses

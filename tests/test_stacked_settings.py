@@ -20,6 +20,7 @@ from conftest import resolved
 from makemore_lab.errors import TrainingDiverged
 from makemore_lab.launcher.grouping import group_jobs
 from makemore_lab.launcher.sweep import describe
+from makemore_lab.runs.job import Job
 from makemore_lab.train import train, train_jobs
 
 # Settings the stacked engine reproduces per job: all of them train as one group.
@@ -94,7 +95,7 @@ def trained(names_file: Path, tmp_path_factory: pytest.TempPathFactory):
     assert group_jobs(group).groups == [list(range(len(STACKS)))]
     for solo in solos:
         train(solo)
-    train_jobs(group, [None] * len(group))
+    train_jobs([Job(c) for c in group])
     return solos, group
 
 
@@ -154,7 +155,7 @@ def test_each_stacked_job_writes_the_checkpoint_files_its_solo_run_writes(
 ) -> None:
     jobs = [[setting, "init.gain=1"], [setting, "init.gain=3", "seed=5"]]
     group = [resolved(make_cfg(*job, f"run_dir={tmp_path / str(i)}")) for i, job in enumerate(jobs)]
-    train_jobs(group, [None, None])
+    train_jobs([Job(c) for c in group])
     solo = make_cfg(*jobs[1], f"run_dir={tmp_path / 'solo'}")
     train(solo)
     expected = sorted(p.name for p in (tmp_path / "solo" / "checkpoints").iterdir())
@@ -176,7 +177,7 @@ def test_a_stacked_job_that_diverges_is_recorded_as_its_solo_run_records_it(
     linear = ["model.activation=identity", "model.batchnorm=false"]
     jobs = [[*linear, "init.gain=1"], [*linear, "init.gain=1e20"]]
     group = [resolved(make_cfg(*job, f"run_dir={tmp_path / str(i)}")) for i, job in enumerate(jobs)]
-    train_jobs(group, [None, None])
+    train_jobs([Job(c) for c in group])
     with pytest.raises(TrainingDiverged, match="No update had happened yet"):
         train(make_cfg(*jobs[1], f"run_dir={tmp_path / 'solo'}"))
     solo, stacked = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("solo", "1"))

@@ -59,7 +59,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         from makemore_lab.train import train
 
         quiet_lightning()
-        return train(cfg)["val_loss"]  # returned for sweepers that optimise it
+        return train(cfg, checked=True)["val_loss"]  # returned for sweepers that optimise it
     except Exception as err:
         return handle_job_error(cfg, err)
 

@@ -3,6 +3,7 @@
 `makemore_lab.data.NamesDataModule` is the public name conf/data/names.yaml builds.
 """
 
-from makemore_lab.data.names import NamesDataModule, Vocab
+from makemore_lab.data.datamodule import NamesDataModule
+from makemore_lab.data.names import Vocab
 
 __all__ = ["NamesDataModule", "Vocab"]

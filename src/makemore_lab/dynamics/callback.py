@@ -7,7 +7,7 @@ pure functions of those tensors (`stats`); the numbers go to `dynamics.csv` and 
 loggers (`writer`) and, at step 0 and at the end, to a text report and the lecture's
 figures (`report`). This module keeps only the cadence, the hooks and resume state.
 
-A Lightning batch is a chunk of optimizer steps (see `data.TrainingChunks`): the hooks are armed
+A Lightning batch is a chunk of optimizer steps (see `data/chunks.py`): the hooks are armed
 for the collected step alone, inside its chunk (torch's optimizer post-step hook tells when a
 step is done). On every other step no hook fires, no gradient is retained, no device sync.
 """
@@ -38,6 +38,7 @@ from makemore_lab.dynamics.writer import (
     log_scalars,
 )
 from makemore_lab.errors import UserError
+from makemore_lab.job_state import stopped_jobs
 from makemore_lab.network.layers import layer_kind
 from makemore_lab.validation import POSITIVE_INT, require
 
@@ -67,11 +68,6 @@ class OutputCapture:
                 out.register_hook(lambda grad: self.grads.__setitem__(name, grad.detach()))
 
         return hook
-
-
-def diverged_jobs(pl_module: L.LightningModule) -> dict[int, Any]:
-    """A stacked group's diverged jobs (their solo runs had stopped); none for a solo run."""
-    return getattr(pl_module, "diverged", {})
 
 
 @dataclass
@@ -176,7 +172,7 @@ class TrainingDynamics(Callback):
         # step would not call our layer hooks, and would recompile around them), through
         # Lightning's optimizer wrapper (its hooks), and arming our layer hooks before each.
         first = trainer.global_step
-        last = first + batch[0].shape[1 if self.stacked else 0]  # a chunk: (N,) chunk, B, block
+        last = first + batch[0].shape[1]  # a chunk: N, chunk, B, block
         if trainer.max_steps > 0:
             last = min(last, trainer.max_steps)
         steps = {s for s in range(first, last) if self.should_collect(s, trainer.max_steps)}
@@ -227,7 +223,7 @@ class TrainingDynamics(Callback):
         self._steps_to_collect = set()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        stopped = diverged_jobs(pl_module)
+        stopped = stopped_jobs(pl_module)
         for j, job in enumerate(self.jobs):
             if j not in stopped:
                 job.report.finish(self._loggers(job))
@@ -248,7 +244,7 @@ class TrainingDynamics(Callback):
         kinds = self.jobs[0].report.layers
         stats = collect(outputs, output_grads, kinds, weights, self.threshold)
         values = to_numbers(stats)
-        stopped = diverged_jobs(trainer.lightning_module)
+        stopped = stopped_jobs(trainer.lightning_module)
         for j, job in enumerate(self.jobs):
             if j in stopped:
                 continue  # a diverged job's solo run had stopped: nothing more to record

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-Task = Callable[[], list[Any]]
+Task = Callable[..., list[Any]]  # called with no arguments here; on a SLURM node with `resume`
 PARENT_POLL_SECONDS = 0.5  # how soon a group process notices that the launcher is gone
 
 

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # how often the result files are looked for
 STATE_SECONDS = 5.0  # how often SLURM is asked how the others stand
-REQUEUED = False  # set on a node: this task is its SLURM job's requeued attempt
 
 
 @dataclass(frozen=True)
@@ -143,18 +142,16 @@ def on_node(task: Task, max_requeues: int) -> Any:
     Hydra's own launchers do on a node; SIGUSR2 and SIGTERM handled as the module says."""
     from hydra.core.utils import setup_globals
 
-    global REQUEUED
     setup_globals()
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
     )
     restarts = slurm_attempt()
-    REQUEUED = restarts > 0
-    if REQUEUED:
+    if restarts > 0:
         log.info("SLURM requeued %s (attempt %d): its jobs resume", slurm_job(), restarts + 1)
     previous = {s: signal.signal(s, stop_now) for s in (signal.SIGTERM, signal.SIGUSR2)}
     try:
-        return task()
+        return task(resume=restarts > 0)  # a requeued attempt continues its jobs
     except SystemExit as stop:  # a signal stopped training; every job's record is written
         if stop.code == 128 + signal.SIGUSR2:
             requeue(restarts, max_requeues)

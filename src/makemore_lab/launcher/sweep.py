@@ -31,26 +31,27 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from makemore_lab.launcher import slurm
 from makemore_lab.launcher.grouping import Grouping, group_jobs
 from makemore_lab.launcher.processes import Task, run_parallel
 from makemore_lab.launcher.slurm import Lost, run_on_slurm
 from makemore_lab.runs import claim as run_claim
 from makemore_lab.runs import record as run_record
 from makemore_lab.runs.failures import handle_job_error
-from makemore_lab.train import Prepared, prepare_job, train_jobs
+from makemore_lab.runs.job import Job
+from makemore_lab.train import prepare_job, train_jobs
 from makemore_lab.training.console import quiet_lightning
 
 log = logging.getLogger(__name__)
 
 
-def prepare(cfg: DictConfig) -> Prepared | None:
+def prepare(cfg: DictConfig) -> Job | None:
     """The task each job runs first, in its own directory's context: the driver's checks and
-    claim (`prepare_job`), the config resolved; None if refused (its record is written)."""
+    claim (`prepare_job`), the config resolved (Hydra's context is gone when it trains); None
+    if refused (its record is written)."""
     try:
-        prepared = prepare_job(cfg)
-        prepared.cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        return prepared
+        job = prepare_job(cfg)
+        job.cfg = OmegaConf.create(job.config)
+        return job
     except Exception as err:
         handle_job_error(cfg, err)
         return None
@@ -127,10 +128,11 @@ def describe(grouping: Grouping, configs: list[DictConfig]) -> None:
     )
 
 
-def run_in_job_dir(launcher: Any, cfg: DictConfig, task: Any) -> JobReturn:
+def run_in_job_dir(launcher: Any, cfg: DictConfig, task: Any, resume: bool = False) -> JobReturn:
     """`task(cfg)` in the job's directory and Hydra context, as the basic launcher runs a job.
-    In a requeued SLURM task the job resumes (its own earlier attempt, stopped and saved)."""
-    if slurm.REQUEUED:
+    `resume` (a requeued SLURM task): the job continues its own earlier attempt, stopped and
+    saved."""
+    if resume:
         with open_dict(cfg):
             cfg.resume = True
     return run_job(
@@ -142,18 +144,20 @@ def run_in_job_dir(launcher: Any, cfg: DictConfig, task: Any) -> JobReturn:
     )
 
 
-def run_alone(launcher: Any, configs: list[DictConfig]) -> list[JobReturn]:
-    """Jobs that do not stack: each as the basic launcher runs it."""
-    return [run_in_job_dir(launcher, cfg, launcher.task_function) for cfg in configs]
+def run_alone(launcher: Any, configs: list[DictConfig], resume: bool = False) -> list[JobReturn]:
+    """Jobs that do not stack: each as the basic launcher runs it (`resume`: see
+    `run_in_job_dir`)."""
+    return [run_in_job_dir(launcher, cfg, launcher.task_function, resume) for cfg in configs]
 
 
 def run_group(
-    launcher: Any, configs: list[DictConfig], live_display: bool = True
+    launcher: Any, configs: list[DictConfig], live_display: bool = True, resume: bool = False
 ) -> list[JobReturn]:
     """One stacking group: each job prepared in its directory, then trained together with the
-    jobs that start from the same step (a resumed sweep: each from its own last.ckpt)."""
-    returns = [run_in_job_dir(launcher, cfg, prepare) for cfg in configs]
-    prepared: list[Prepared | None] = [ret.return_value for ret in returns]
+    jobs that start from the same step (a resumed sweep: each from its own last.ckpt;
+    `resume`: see `run_in_job_dir`)."""
+    returns = [run_in_job_dir(launcher, cfg, prepare, resume) for cfg in configs]
+    prepared: list[Job | None] = [ret.return_value for ret in returns]
     values = {i: p.finished["val_loss"] for i, p in enumerate(prepared) if p and p.finished}
     by_step: dict[int | None, list[int]] = {}
     for i, p in enumerate(prepared):
@@ -164,7 +168,7 @@ def run_group(
     for ready in by_step.values():
         if len(ready) == 1:  # alone now (the others finished, or resume elsewhere): solo
             values[ready[0]] = run_in_job_dir(
-                launcher, configs[ready[0]], launcher.task_function
+                launcher, configs[ready[0]], launcher.task_function, resume
             ).return_value
             continue
         jobs = [prepared[i] for i in ready]
@@ -172,14 +176,14 @@ def run_group(
             values |= train_ready(jobs, ready, configs[ready[0]], live_display)
         finally:  # every job has recorded how it ended
             for job in jobs:
-                run_claim.release(Path(job.cfg.run_dir))
+                run_claim.release(job.run_dir)
     for i, ret in enumerate(returns):
         ret.status, ret.return_value = JobStatus.COMPLETED, values.get(i, float("nan"))
     return returns
 
 
 def train_ready(
-    jobs: list[Prepared], indices: list[int], hydra_cfg: DictConfig, live_display: bool = True
+    jobs: list[Job], indices: list[int], hydra_cfg: DictConfig, live_display: bool = True
 ) -> dict[int, float]:
     """Train the group through the driver; each job's val loss (NaN if it did not complete).
 
@@ -190,7 +194,7 @@ def train_ready(
     HydraConfig.instance().set_config(hydra_cfg)
     cfgs = [job.cfg for job in jobs]
     try:
-        metrics = train_jobs(cfgs, [job.ckpt for job in jobs], live_display=live_display)
+        metrics = train_jobs(jobs, live_display=live_display)
     except Exception as err:  # recorded for every job of the group, said once; the sweep goes on
         names = [Path(cfg.run_dir).name for cfg in cfgs]
         for cfg in cfgs:  # not one job's doing: each record names the group

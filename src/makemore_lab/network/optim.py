@@ -11,6 +11,7 @@ arithmetic exactly; the default `optim=sgd` keeps torch's optimizer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -45,12 +46,21 @@ class LectureSGD(torch.optim.Optimizer):
             # Two roundings, as the lecture: the product `-lr * grad`, then the sum. The
             # foreach calls do each for all parameters at once (one call, not one per tensor).
             if self.foreach:
-                torch._foreach_add_(
-                    params, torch._foreach_mul([p.grad for p in params], -group["lr"])
-                )
+                lecture_step(params, [p.grad for p in params], -group["lr"])
             else:
                 for p in params:
                     p += -group["lr"] * p.grad
+
+
+def lecture_step(params: list[torch.Tensor], grads: list[torch.Tensor], scale: Any) -> None:
+    """`p += scale * grad` for every parameter, rounded as the lecture: the product, then the
+    sum (`scale`: -lr, or one tensor per parameter, e.g. per-job rates)."""
+    torch._foreach_add_(params, torch._foreach_mul(grads, scale))
+
+
+def plain_step(params: list[torch.Tensor], grads: list[torch.Tensor], lr: float) -> None:
+    """torch's SGD with no momentum or decay, as its foreach path: `p.add_(g, alpha=-lr)`."""
+    torch._foreach_add_(params, grads, alpha=-lr)
 
 
 def direct_update(optimizer: torch.optim.Optimizer) -> Update | None:
@@ -88,6 +98,6 @@ def _plain_sgd(optimizer: torch.optim.Optimizer) -> Update | None:
     @torch.no_grad()
     def update() -> None:
         params = [p for p in group["params"] if p.grad is not None]
-        torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
+        plain_step(params, [p.grad for p in params], group["lr"])
 
     return update

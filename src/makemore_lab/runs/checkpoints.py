@@ -28,6 +28,7 @@ from torch import nn
 
 from makemore_lab.data.names import Vocab
 from makemore_lab.errors import UserError
+from makemore_lab.job_state import solo_file, stopped_jobs, with_jobs
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class StepCheckpoint(ModelCheckpoint):
     job = 0  # the job of the module it saves (a stacked group has several)
 
     def _should_skip_saving_checkpoint(self, trainer: L.Trainer) -> bool:
-        stopped = self.job in getattr(trainer.lightning_module, "diverged", {})
+        stopped = self.job in stopped_jobs(trainer.lightning_module)
         return stopped or super()._should_skip_saving_checkpoint(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -52,11 +53,13 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`torch.save` to `<name>.tmp` in the same directory, then `os.replace`: all or nothing."""
+    """`torch.save` to `<name>.tmp` in the same directory, then `os.replace`: all or nothing.
+    A run's file holds its job's entries (`job_state.py`); reading gives them back."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
+        checkpoint = solo_file(checkpoint)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -68,6 +71,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        ckpt = super().load_checkpoint(path, *args, **kwargs)
+        return with_jobs([ckpt], ckpt)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -111,12 +111,13 @@ def refuse_changes(cfg: DictConfig, trained_with: dict[str, Any], source: str) -
         )
 
 
-def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
+def check_resume(cfg: DictConfig) -> tuple[Path | None, dict[str, Any] | None]:
     """Refuse, before anything is written, a resume whose checkpoint trained with other
-    settings or past `trainer.max_steps`. Returns the checkpoint read (None: a new run)."""
+    settings or past `trainer.max_steps`. Returns the checkpoint's path and contents (None,
+    None: a new run)."""
     path = checkpoint_to_resume(cfg)
     if path is None:
-        return None
+        return None, None
     ckpt = read_checkpoint(path)
     trained_with = (ckpt.get("hyper_parameters") or {}).get("config") or {}
     refuse_changes(cfg, trained_with, f"The checkpoint {path}")
@@ -127,7 +128,7 @@ def check_resume(cfg: DictConfig) -> dict[str, Any] | None:
             f"trainer.max_steps={max_steps}. Set trainer.max_steps={step} or more to train on "
             f"(makemore-sample {path} samples from it as it is)."
         )
-    return ckpt
+    return path, ckpt
 
 
 def checkpoint_to_resume(cfg: DictConfig) -> Path | None:

@@ -1,13 +1,14 @@
 """A stacked group's checkpoints are its jobs' own: each job's files, in the solo format.
 
 Lightning saves a group's state as one dict: the stacked weights and optimizer, the jobs'
-callbacks, batch streams and logging state. `JobCheckpointIO`, the group trainer's checkpoint
-plugin, never writes that dict: asked to save into job j's checkpoint folder (by job j's own
-`JobCheckpoint`, or on SIGTERM / Ctrl-C), it writes job j's solo checkpoint cut out of it
-(`split`); asked to load, it reads every job's own `last.ckpt` and stacks them (`join`). So a
-job's `step*.ckpt` and `last.ckpt` are what its solo run writes (`makemore-sample`, `ckpt_path=`
-and `resume=true` read them), and a killed group resumes each job from its own file. This module
-owns the format and both conversions.
+callbacks, and each job's record (its `JobState` entries, job_state.py). `JobCheckpointIO`,
+the group trainer's checkpoint plugin, never writes that dict: asked to save into job j's
+checkpoint folder (by job j's own `JobCheckpoint`, or on SIGTERM / Ctrl-C), it writes job j's
+solo checkpoint cut out of it (`split`); asked to load, it reads every job's own `last.ckpt`
+and stacks them (`join`). So a job's `step*.ckpt` and `last.ckpt` are what its solo run writes
+(`makemore-sample`, `ckpt_path=` and `resume=true` read them), and a killed group resumes each
+job from its own file. This module owns the group's side of both conversions; the keys of a
+job's own record are `job_state.py`'s.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
+from makemore_lab.job_state import JOBS, job_hparams, with_jobs
 from makemore_lab.runs.checkpoints import AtomicCheckpointIO, StepCheckpoint
-from makemore_lab.stacked.steps import JobSGD
+from makemore_lab.runs.job import Job
+from makemore_lab.stacked.sgd import JobSGD
 
 SHARED = ("epoch", "global_step", "pytorch-lightning_version", "loops")
 # Stored (1, features) in a group, to broadcast over each job's batch; (features,) alone.
@@ -50,19 +53,26 @@ class JobCheckpoint(StepCheckpoint):
 
 @dataclass
 class GroupJobs:
-    """What the conversions need of a group: each job's config, solo network and folder."""
+    """What the conversions need of a group: each resolved job, its solo network, the vocab."""
 
-    cfgs: list[DictConfig]
+    jobs: list[Job]
     nets: list[nn.Module]  # each job's solo network (its parameters name the optimizer state)
     vocab: str
 
+    @property
+    def cfgs(self) -> list[DictConfig]:
+        return [job.cfg for job in self.jobs]
+
     def checkpoint_dir(self, job: int) -> Path:
-        return Path(self.cfgs[job].callbacks.model_checkpoint.dirpath)
+        folder = self.jobs[job].checkpoint_dir
+        if folder is None:
+            raise ValueError(f"job {job} writes no checkpoints")
+        return folder
 
     def job_of(self, path: str | Path) -> int:
         """The job whose checkpoint folder holds `path` (Lightning passes real paths)."""
         folder = Path(path).resolve().parent
-        for job in range(len(self.cfgs)):
+        for job in range(len(self.jobs)):
             if self.checkpoint_dir(job).resolve() == folder:
                 return job
         raise ValueError(f"{path} is in no job's checkpoint folder")
@@ -85,20 +95,8 @@ def split(group: dict[str, Any], job: int, jobs: GroupJobs) -> dict[str, Any]:
             ckpt["callbacks"][key] = state["jobs"][job]
         elif key.endswith(job_suffix(job)):
             ckpt["callbacks"][key.removesuffix(job_suffix(job))] = state
-    ckpt["hparams_name"] = "kwargs"
-    ckpt["hyper_parameters"] = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "vocab": jobs.vocab,
-        "compile": cfg.compile,
-    }
-    samplers = group["StackedNamesDataModule"]["sampler_states"]
-    ckpt["NamesDataModule"] = {"sampler_state": samplers[job]}
-    stacked = group["makemore_stacked"]
-    ckpt["makemore"] = {
-        "window": list(stacked["unlogged"][job]),
-        "last_loss": stacked["last_losses"][job],
-        "step0_loss": stacked["step0_losses"][job] if stacked["step0_losses"] else None,
-    }
+    ckpt["hyper_parameters"] = job_hparams(jobs.jobs[job].config, jobs.vocab, cfg.compile)
+    ckpt.update(group[JOBS][job])  # its loss record and sampler state (job_state.py)
     return ckpt
 
 
@@ -143,17 +141,7 @@ def join(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:
                 group["callbacks"].setdefault(key, {"jobs": []})["jobs"].append(state)
             else:
                 group["callbacks"][key + job_suffix(job)] = state
-    samplers = [c["NamesDataModule"]["sampler_state"] for c in solos]
-    group["StackedNamesDataModule"] = {"sampler_states": samplers}
-    logging = [c["makemore"] for c in solos]
-    step0 = [m["step0_loss"] for m in logging]
-    group["makemore_stacked"] = {
-        "unlogged": [list(m["window"]) for m in logging],
-        "last_losses": [m["last_loss"] for m in logging],
-        "step0_losses": None if None in step0 else step0,
-        "diverged": {},
-    }
-    return group
+    return with_jobs(solos, group)  # each job's loss record and sampler state
 
 
 def stacked_optimizer_state(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:

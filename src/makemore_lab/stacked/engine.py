@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import lightning as L
 import torch
@@ -22,14 +21,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from makemore_lab.dynamics.callback import TrainingDynamics
+from makemore_lab.job_state import job_hparams
 from makemore_lab.network.model import MLP
 from makemore_lab.network.optim import LectureSGD
-from makemore_lab.runs.checkpoints import check_resumable, last_checkpoint
+from makemore_lab.runs.checkpoints import check_resumable
+from makemore_lab.runs.job import Job
 from makemore_lab.stacked.checkpoint import GroupJobs, JobCheckpoint, JobCheckpointIO
-from makemore_lab.stacked.data import StackedNamesDataModule
 from makemore_lab.stacked.module import StackedModule
 from makemore_lab.stacked.network import StackedMLP
-from makemore_lab.stacked.steps import JobSGD
+from makemore_lab.stacked.sgd import JobSGD
 from makemore_lab.training.engine import Engine, build_trainer, check_optimizer, instantiate_all
 from makemore_lab.training.interrupts import SaveOnInterrupt
 
@@ -45,31 +45,19 @@ class StackedEngine(Engine):
         net.load_state_dict(self.module.net.network_state(job))
         return net
 
-    def loggers(self, job: int) -> Sequence[Logger]:
-        return self.module.job_loggers[job]
-
-    def step0_loss(self, job: int) -> float | None:
-        losses = self.module.step0_losses
-        return losses[job] if losses else None
-
     @classmethod
     def build(
-        cls,
-        cfgs: list[DictConfig],
-        ckpts: Sequence[dict[str, Any] | None],
-        extra_callbacks: Sequence[Callback] = (),
-        live_display: bool = True,
+        cls, jobs: list[Job], extra_callbacks: Sequence[Callback] = (), live_display: bool = True
     ) -> StackedEngine:
         """Each job's network from its own generator, stacked; the group's data, module and
-        Trainer. `ckpts`: each job's checkpoint it continues from (all at one step), or None.
+        Trainer. Every job continues from its own checkpoint (all at one step), or none does.
 
         `live_display=False` (groups side by side on one terminal): no progress bar or model
         table, whose redraws would interleave with the other groups' output.
         """
+        cfgs = [job.cfg for job in jobs]
         generators = [torch.Generator().manual_seed(cfg.seed) for cfg in cfgs]
-        data = OmegaConf.to_container(cfgs[0].data, resolve=True)
-        data.pop("_target_")
-        datamodule = StackedNamesDataModule(generators, **data)
+        datamodule = instantiate(cfgs[0].data, generators=generators)
         datamodule.prepare_data()
         datamodule.setup("fit")
         vocab = datamodule.vocab
@@ -79,16 +67,17 @@ class StackedEngine(Engine):
             )
             for cfg, g in zip(cfgs, generators, strict=True)
         ]
-        check_jobs(cfgs, nets, ckpts, vocab.chars)
+        check_jobs(jobs, nets, vocab.chars)
         loggers = [open_job_loggers(cfg) for cfg in cfgs]
         module = StackedModule(
             StackedMLP.from_networks(nets),
             [JobSGD.of(c) for c in cfgs],
             lecture=instantiate(cfgs[0].optim.optimizer).func is LectureSGD,
+            generators=generators,
             job_loggers=loggers,
-            job_hparams=[job_hparams(cfg, vocab.chars) for cfg in cfgs],
+            job_hparams=[job_hparams(job.config, vocab.chars) for job in jobs],
         )
-        lasts = [last_checkpoint(cfg) for cfg in cfgs]  # None: checkpoints are off
+        lasts = [job.last for job in jobs]  # None: checkpoints are off
         on_interrupt = SaveOnInterrupt(*lasts) if lasts[0] is not None else None
         interrupt = [on_interrupt] if on_interrupt is not None else []
         callbacks = [*group_callbacks(cfgs, loggers), *interrupt, *extra_callbacks]
@@ -101,25 +90,22 @@ class StackedEngine(Engine):
             **display,
             logger=False,
             callbacks=callbacks,
-            plugins=[JobCheckpointIO(GroupJobs(list(cfgs), nets, vocab.chars))],
+            plugins=[JobCheckpointIO(GroupJobs(list(jobs), nets, vocab.chars))],
             default_root_dir=cfgs[0].run_dir,
         )
         # Every job continues from its own last.ckpt; the checkpoint plugin reads them all.
-        ckpt_path = last_checkpoint(cfgs[0]) if ckpts[0] is not None else None
-        return cls(list(cfgs), datamodule, module, trainer, ckpt_path, on_interrupt, nets)
+        ckpt_path = jobs[0].last if jobs[0].ckpt is not None else None
+        return cls(list(jobs), datamodule, module, trainer, ckpt_path, on_interrupt, nets)
 
 
-def check_jobs(
-    cfgs: list[DictConfig], nets: list[MLP], ckpts: Sequence[dict[str, Any] | None], vocab: str
-) -> None:
+def check_jobs(jobs: list[Job], nets: list[MLP], vocab: str) -> None:
     """Refuse, per job, what its solo run refuses: an optimizer setting torch rejects, a
     checkpoint of another network or vocabulary."""
-    for cfg, net, ckpt in zip(cfgs, nets, ckpts, strict=True):
-        check_optimizer(cfg, net)
-        if ckpt is not None:
+    for job, net in zip(jobs, nets, strict=True):
+        check_optimizer(job.cfg, net)
+        if job.ckpt is not None:
             own = {f"net.{k}": v for k, v in net.state_dict().items()}
-            model = OmegaConf.to_container(cfg.model, resolve=True)
-            check_resumable(ckpt, last_checkpoint(cfg), model, own, vocab)
+            check_resumable(job.ckpt, job.resume_from, job.config["model"], own, vocab)
 
 
 def group_callbacks(cfgs: list[DictConfig], loggers: list[list[Logger]]) -> list[L.Callback]:
@@ -146,11 +132,6 @@ def group_callbacks(cfgs: list[DictConfig], loggers: list[list[Logger]]) -> list
             ]
         callbacks.append(TrainingDynamics(**settings, job_loggers=loggers))
     return callbacks
-
-
-def job_hparams(cfg: DictConfig, vocab: str) -> dict[str, Any]:
-    """What a solo run's module saves as its hyperparameters (`MakemoreModule`)."""
-    return {"config": OmegaConf.to_container(cfg, resolve=True), "vocab": vocab, "compile": False}
 
 
 def open_job_loggers(cfg: DictConfig) -> list[Logger]:

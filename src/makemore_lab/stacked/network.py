@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from makemore_lab.network.layers import (
@@ -155,3 +156,10 @@ class StackedMLP(nn.Module):
                 one = one.squeeze(0)  # stored (1, features) to broadcast over the batch
             state[name] = one.clone()
         return state
+
+
+def job_losses(model: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each job's mean cross-entropy on its own minibatch: (N,) for x (N, B, block), y (N, B)."""
+    logits = model(x)
+    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return losses.view(y.shape).mean(1)

@@ -1,11 +1,14 @@
 """An engine trains a list of jobs for the driver (`train.train_jobs`).
 
-A solo run and a stacked group differ only in their engine. `SoloEngine` (training/solo.py)
-trains one job with `MakemoreModule`: any optimizer and schedule, compiled or not, the
-reference every stacked result is compared with. `StackedEngine` (stacked/engine.py) trains two
-or more jobs as one `StackedMLP`. Both build the data, the module and Lightning's Trainer from
-the jobs' configs, and answer the driver's questions about each job once it has trained: its
-network, its loggers, its loss before training, and where it diverged.
+A solo run and a stacked group differ only in their engine, and below it only in how a step's
+losses and updates are computed: both modules run the one chunk loop (`training/chunk_loop.py`)
+over the one chunk stream (`data/chunks.py`, a generator per job) and keep each job's
+`JobState`. `SoloEngine` (training/solo.py) trains one job with `MakemoreModule`: any optimizer
+and schedule, compiled or not, the reference every stacked result is compared with.
+`StackedEngine` (stacked/engine.py) trains two or more jobs as one `StackedMLP`. Both build the
+data, the module and Lightning's Trainer from the resolved jobs (`runs/job.py`), and answer the
+driver's questions about each job once it has trained: its network, its loggers, its loss
+before training, and where it diverged.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from omegaconf import DictConfig
 from torch import nn
 
 from makemore_lab.config.checks import step_cadences
-from makemore_lab.data.names import NamesDataModule
+from makemore_lab.data.datamodule import NamesDataModule
 from makemore_lab.errors import UserError
+from makemore_lab.runs.job import Job
+from makemore_lab.training.chunk_loop import ChunkModule
 from makemore_lab.training.interrupts import SaveOnInterrupt
 
 
@@ -32,16 +37,20 @@ from makemore_lab.training.interrupts import SaveOnInterrupt
 class Engine:
     """The built pieces of a training: one Trainer fits one module on one datamodule."""
 
-    cfgs: list[DictConfig]  # the jobs, in order
+    jobs: list[Job]  # in order
     datamodule: NamesDataModule
-    module: L.LightningModule
+    module: ChunkModule
     trainer: L.Trainer
     ckpt_path: Path | None  # the checkpoint the jobs continue from, if any
     on_interrupt: SaveOnInterrupt | None  # None when checkpoints are off
 
     @property
+    def cfgs(self) -> list[DictConfig]:
+        return [job.cfg for job in self.jobs]
+
+    @property
     def diverged(self) -> dict[int, dict[str, Any]]:
-        """job -> where its loss stopped being finite (`training.step.divergence`)."""
+        """job -> where its loss stopped being finite (`training.divergence.divergence`)."""
         return self.module.diverged
 
     def network(self, job: int) -> nn.Module:
@@ -50,11 +59,11 @@ class Engine:
 
     def loggers(self, job: int) -> Sequence[Logger]:
         """Job `job`'s own loggers."""
-        raise NotImplementedError
+        return self.module.job_loggers(job)
 
     def step0_loss(self, job: int) -> float | None:
         """Job `job`'s loss on its first minibatch, before any update (None if not trained)."""
-        raise NotImplementedError
+        return self.module.job_states[job].step0_loss
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:

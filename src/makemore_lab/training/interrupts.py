@@ -29,6 +29,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from makemore_lab.job_state import stopped_jobs
+
 log = logging.getLogger(__name__)
 
 ECHO_SECONDS = 1.0  # the same signal again within this long is the same request
@@ -103,7 +105,7 @@ class SaveOnInterrupt(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
         if self.signal is not None and not trainer.should_stop:
-            stopped = getattr(pl_module, "diverged", {})  # a group's diverged jobs had stopped
+            stopped = stopped_jobs(pl_module)  # a group's diverged jobs had stopped
             for job, path in enumerate(self.paths):
                 if job not in stopped:
                     trainer.save_checkpoint(path)

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from makemore_lab.runs.checkpoints import (
-    AtomicCheckpointIO,
-    check_resumable,
-    last_checkpoint,
-    read_checkpoint,
-)
-from makemore_lab.runs.resume import checkpoint_to_resume
+from makemore_lab.runs.checkpoints import AtomicCheckpointIO, check_resumable
+from makemore_lab.runs.job import Job
 from makemore_lab.training.engine import Engine, build_trainer, check_optimizer, instantiate_all
 from makemore_lab.training.interrupts import SaveOnInterrupt
 from makemore_lab.training.module import MakemoreModule
@@ -36,22 +28,15 @@ class SoloEngine(Engine):
     def network(self, job: int) -> nn.Module:
         return self.module.net
 
-    def loggers(self, job: int) -> Sequence[Logger]:
-        return self.trainer.loggers
-
-    def step0_loss(self, job: int) -> float | None:
-        return self.module.step0_loss_value
-
     @classmethod
-    def build(
-        cls, cfg: DictConfig, ckpt: dict[str, Any] | None, extra_callbacks: Sequence[Callback] = ()
-    ) -> SoloEngine:
-        """Data, network, module and Trainer from the config; `ckpt` is the checkpoint it
-        continues from, read already (None: it starts at step 0)."""
+    def build(cls, job: Job, extra_callbacks: Sequence[Callback] = ()) -> SoloEngine:
+        """Data, network, module and Trainer from the resolved job (`job.ckpt`: the checkpoint
+        it continues from, read already; None: it starts at step 0)."""
+        cfg = job.cfg
         # One generator draws the weights (embedding first, in layer order) and then every
         # batch's indices: the lecture's random stream, reproducible to the digit.
         generator = torch.Generator().manual_seed(cfg.seed)
-        datamodule = instantiate(cfg.data, generator=generator)
+        datamodule = instantiate(cfg.data, generators=[generator])
         datamodule.prepare_data()
         datamodule.setup("fit")
         net = instantiate(
@@ -62,23 +47,24 @@ class SoloEngine(Engine):
             _convert_="all",
         )
         check_optimizer(cfg, net)
-        config = OmegaConf.to_container(cfg, resolve=True)
         module = MakemoreModule(
             net,
             optimizer=instantiate(cfg.optim.optimizer),
+            generator=generator,
             scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-            config=config,
+            config=job.config,
             vocab=datamodule.vocab.chars,
             compile=cfg.compile,
         )
-        ckpt_path = checkpoint_to_resume(cfg)
-        if ckpt_path is not None:  # a foreign or damaged checkpoint stops us before training
-            ckpt = ckpt if ckpt is not None else read_checkpoint(ckpt_path)
+        if job.ckpt is not None:  # a foreign or damaged checkpoint stops us before training
             check_resumable(
-                ckpt, ckpt_path, config["model"], module.state_dict(), datamodule.vocab.chars
+                job.ckpt,
+                job.resume_from,
+                job.config["model"],
+                module.state_dict(),
+                datamodule.vocab.chars,
             )
-        last = last_checkpoint(cfg)
-        on_interrupt = SaveOnInterrupt(last) if last is not None else None
+        on_interrupt = SaveOnInterrupt(job.last) if job.last is not None else None
         # The interrupt handler runs after the configured callbacks and before extra ones
         # (tests that send a signal from a callback expect it seen at the next chunk's end).
         interrupt = [on_interrupt] if on_interrupt is not None else []
@@ -89,4 +75,4 @@ class SoloEngine(Engine):
             plugins=[AtomicCheckpointIO()],
             default_root_dir=cfg.run_dir,
         )
-        return cls([cfg], datamodule, module, trainer, ckpt_path, on_interrupt)
+        return cls([job], datamodule, module, trainer, job.resume_from, on_interrupt)

@@ -1,13 +1,9 @@
-"""The optimizer steps of a stacked group: each job's own batches, learning rate and fate.
+"""The optimizer of a stacked group: each job's own SGD on its slice of the stacked weights.
 
-`StackedMLP` computes N jobs at once; this module feeds it. Each job keeps its own generator
-(the one that drew its weights) and draws its chunk of minibatch indices from it exactly as a
-solo run does (one `randint` of chunk x batch values), so its data order is the one it would
-see alone. The loss is the sum of the jobs' mean losses, so each job's gradient is its own.
 Each job has its own optimizer settings and schedule (`JobSGD`: torch's SGD with momentum,
-dampening, nesterov, weight decay, and any MultiStepLR), and a job whose loss stops being
-finite is frozen at the end of that chunk (its updates masked) while the others go on, as a
-solo run stops at the end of its chunk.
+dampening, nesterov, weight decay, and any MultiStepLR), read from its config; `StackedSGD`
+steps them all, bit for bit as each job's solo optimizer would, and leaves a frozen job (its
+loss stopped being finite, `training/chunk_loop.py`) where it stopped while the others go on.
 """
 
 from __future__ import annotations
@@ -18,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.sgd import sgd
 
+from makemore_lab.network.optim import lecture_step, plain_step
 from makemore_lab.stacked.network import StackedMLP
 
 
@@ -81,31 +77,6 @@ class JobSGD:
         )
 
 
-def draw_chunk(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    generators: Sequence[torch.Generator],
-    chunk: int,
-    batch_size: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each job's next `chunk` minibatches, from its own generator.
-
-    Returns x (N, chunk, B, block) and y (N, chunk, B).
-    """
-    ix = torch.stack(
-        [torch.randint(0, x.shape[0], (chunk, batch_size), generator=g) for g in generators]
-    )
-    ix = ix.to(x.device, non_blocking=True)
-    return x[ix], y[ix]
-
-
-def job_losses(model: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each job's mean cross-entropy on its own minibatch: (N,) for x (N, B, block), y (N, B)."""
-    logits = model(x)
-    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
-    return losses.view(y.shape).mean(1)
-
-
 class StackedSGD(torch.optim.Optimizer):
     """Each job's own SGD (`JobSGD`) on its slice of the stacked parameters, bit for bit.
 
@@ -156,9 +127,9 @@ class StackedSGD(torch.optim.Optimizer):
         if len(set(rates)) == 1 and all(active) and plain:  # the solo optimizer's own calls
             grads = [p.grad for p in params]
             if self.lecture:
-                torch._foreach_add_(params, torch._foreach_mul(grads, -rates[0]))
+                lecture_step(params, grads, -rates[0])
             else:
-                torch._foreach_add_(params, grads, alpha=-rates[0])
+                plain_step(params, grads, rates[0])
         elif self.lecture:
             self._lecture_step(params, rates)
         else:
@@ -218,38 +189,16 @@ class StackedSGD(torch.optim.Optimizer):
     def _lecture_step(self, params: list[torch.Tensor], rates: list[float]) -> None:
         device, dtype = params[0].device, params[0].dtype
         neg = torch.tensor([-r for r in rates], dtype=dtype).to(device, non_blocking=True)
-        updates = torch._foreach_mul([p.grad for p in params], [_per_job(neg, p) for p in params])
+        scales = [_per_job(neg, p) for p in params]
         active = self.active
-        if not bool(active.all()):  # 0 * NaN is NaN: a frozen job's update is zeroed
-            mask = active.to(device)
-            updates = [torch.where(_per_job(mask, u), u, 0.0) for u in updates]
-        torch._foreach_add_(params, updates)
+        if bool(active.all()):
+            lecture_step(params, [p.grad for p in params], scales)
+            return
+        mask = active.to(device)  # 0 * NaN is NaN: a frozen job's update is zeroed instead
+        updates = torch._foreach_mul([p.grad for p in params], scales)
+        torch._foreach_add_(params, [torch.where(_per_job(mask, u), u, 0.0) for u in updates])
 
 
 def _per_job(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(N,) values shaped to broadcast over a stacked tensor (N, ...)."""
     return values.view(-1, *[1] * (like.dim() - 1))
-
-
-def train_chunk(
-    model: StackedMLP, optimizer: StackedSGD, xs: torch.Tensor, ys: torch.Tensor
-) -> torch.Tensor:
-    """One optimizer step per minibatch of the chunk; the jobs' losses (N, chunk), before each
-    update. Jobs whose loss was not finite in this chunk are frozen from its end on."""
-    losses = []
-    params = list(model.parameters())
-    for i in range(xs.shape[1]):
-        loss = job_losses(model, xs[:, i], ys[:, i])
-        for p in params:
-            p.grad = None
-        loss.sum().backward()  # a sum of per-job means: each job's gradient is its own
-        optimizer.update()
-        losses.append(loss.detach())
-    chunk = torch.stack(losses, dim=1)
-    optimizer.freeze(nonfinite_jobs(chunk))
-    return chunk
-
-
-def nonfinite_jobs(losses: torch.Tensor) -> list[int]:
-    """The jobs with a loss that is not finite in `losses` (N, steps)."""
-    return torch.nonzero(~torch.isfinite(losses).all(dim=1)).flatten().tolist()

@@ -1,20 +1,16 @@
-"""What a training step of either engine shares: the lean update, and what a loss that stops
-being finite means.
+"""What "diverged" means, for every engine: the one rule, during training and after it.
 
-The solo `MakemoreModule` and the stacked `StackedModule` run a chunk of optimizer steps per
-Lightning batch; both take the lean path where Lightning adds nothing (`lean_steps`), both find
-where a job's loss stopped being finite (`divergence`), and the driver turns that into one
-error with advice for the job's config (`diverged`), whether it trained alone or in a group.
+During training (`training/chunk_loop.py`), a job whose loss stops being finite stops at the
+end of that chunk (`divergence` finds where); the driver turns that into one error with advice
+for the job's config (`diverged`), whether it trained alone or in a group. After training, a
+finite blow-up counts too (`blew_up`): a final train loss above both the loss before training
+and a uniform guess did not train.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
-
-import lightning as L
-from lightning.pytorch.plugins.precision import Precision
-from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from makemore_lab.errors import TrainingDiverged
 
@@ -71,16 +67,20 @@ def diverged(
     return TrainingDiverged(step, loss, last, hint + ".")
 
 
-def lean_steps(trainer: L.Trainer) -> Any:
-    """Lightning's count of optimizer steps, when a step may bypass Lightning's wrappers.
-
-    With full precision on one device, Lightning's `manual_backward` and optimizer wrapper add
-    only bookkeeping and hooks around `loss.backward()` and `optimizer.step()`: a step can call
-    torch directly and advance this counter, which `trainer.global_step` reads. Other setups
-    (mixed precision scales the loss; several devices reduce gradients) return None.
-    """
-    if type(trainer.precision_plugin) is not Precision:
+def blew_up(
+    losses: dict[str, float], step0_loss: float | None, vocab_size: int | None
+) -> str | None:
+    """Why a trained job's final losses say it diverged (not finite, or a train loss above
+    the loss before training and a uniform guess over the vocabulary); None if they do not."""
+    if not all(math.isfinite(v) for v in losses.values()):
+        return "the losses are not finite: the run diverged (try a smaller optim.lr or init.gain)"
+    if step0_loss is None or not vocab_size:
         return None
-    if not isinstance(trainer.strategy, SingleDeviceStrategy):
+    uniform = math.log(vocab_size)
+    if losses["train_loss"] <= max(step0_loss, uniform):
         return None
-    return trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    return (
+        f"the final train loss {losses['train_loss']:.4g} is above the loss before training "
+        f"({step0_loss:.4g}) and a uniform guess ({uniform:.4g}): the run diverged without "
+        f"overflowing (try a smaller optim.lr or init.gain)"
+    )
