@@ -39,7 +39,7 @@ from hydra import compose, initialize_config_dir
 
 from benchmarks import reference_loop
 from makemore_lab.cli.app import CONF_DIR
-from makemore_lab.data.names import NamesDataModule
+from makemore_lab.data.datamodule import NamesDataModule
 from makemore_lab.dynamics.callback import TrainingDynamics
 from makemore_lab.train import train
 

@@ -8,12 +8,12 @@ N same-shaped jobs (gains spread between 1 and 3, one seed each) train `--steps`
 steps in chunks of 500. "driver": the way a sweep trains them, `train.train_jobs` with the
 default config (the dynamics callback, checkpoints, a CSV logger, evaluation and samples
 included; N = 1 is the solo engine), job-steps over the fit's seconds. "core": the stacked
-inner loop alone (`StackedMLP` + `stacked_steps`, the lecture's SGD), no Lightning, no
-statistics. "graphed" (`--graphs`, CUDA only): the core with each optimizer step captured
-once as a CUDA graph and replayed (the step is hundreds of tiny kernel launches at these
-sizes; a graph launches them as one). Prints a table and, last, one JSON line with each per
-N, the speed-ups over N = 1, and one job against the lecture's own loop
-(`benchmarks/reference_loop.py`), all measured in the same run.
+engine's own chunk loop alone (`StackedModule.train_steps` on the engine's chunk stream, the
+lecture's SGD), no Lightning, no statistics. "graphed" (`--graphs`, CUDA only): the core
+with each optimizer step captured once as a CUDA graph and replayed (the step is hundreds of
+tiny kernel launches at these sizes; a graph launches them as one). Prints a table and, last,
+one JSON line with each per N, the speed-ups over N = 1, and one job against the lecture's own
+loop (`benchmarks/reference_loop.py`), all measured in the same run.
 """
 
 from __future__ import annotations
@@ -34,22 +34,33 @@ from omegaconf import OmegaConf
 
 from benchmarks import reference_loop
 from makemore_lab.cli.app import CONF_DIR
+from makemore_lab.data.chunks import ChunkStream
+from makemore_lab.runs.job import Job
+from makemore_lab.stacked.module import StackedModule
 from makemore_lab.stacked.network import StackedMLP
-from makemore_lab.stacked.steps import JobSGD, StackedSGD, draw_chunk, job_losses, train_chunk
+from makemore_lab.stacked.sgd import JobSGD
 from makemore_lab.train import train_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL: dict[tuple[str, int], list[torch.Tensor]] = {}  # each way's final weights, to compare
+CHUNK = 500  # optimizer steps per chunk, as data.chunk_size
 
 
-def core_setup(args: argparse.Namespace, jobs: int) -> tuple[Any, ...]:
-    """`jobs` stacked networks (gains 1..3, seeds 0..), their optimizer, data and generators,
-    on `args.device`."""
+class StepCount:
+    """What the chunk loop advances on its lean path in place of Lightning's step counter."""
+
+    def increment_by(self, n: int) -> None:
+        pass
+
+
+def core_setup(args: argparse.Namespace, jobs: int) -> tuple[StackedModule, ChunkStream]:
+    """`jobs` stacked networks (gains 1..3, seeds 0..) in the stacked engine's own module, with
+    the lecture's SGD, and the chunk stream of their generators, on `args.device`."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"model={args.network}", f"data.path={args.data}"])
-    dm = instantiate(cfg.data, download=False)
-    dm.setup("fit")
     generators = [torch.Generator().manual_seed(seed) for seed in range(jobs)]
+    dm = instantiate(cfg.data, download=False, generators=generators, chunk_size=CHUNK)
+    dm.setup("fit")
     gains = torch.linspace(1, 3, jobs).tolist()
     nets = [
         instantiate(
@@ -57,10 +68,11 @@ def core_setup(args: argparse.Namespace, jobs: int) -> tuple[Any, ...]:
         )
         for g, gen in zip(gains, generators, strict=True)
     ]
-    model = StackedMLP.from_networks(nets).to(args.device)
-    optimizer = StackedSGD(model, [JobSGD(0.1)] * jobs, lecture=True)
+    net = StackedMLP.from_networks(nets).to(args.device)
+    module = StackedModule(net, [JobSGD(0.1)] * jobs, True, generators, [[]] * jobs)
+    module.configure_optimizers()
     x, y = (t.to(args.device) for t in dm.splits["train"])
-    return model, optimizer, x, y, generators, cfg.data.batch_size
+    return module, ChunkStream(x, y, cfg.data.batch_size, generators, CHUNK)
 
 
 def synchronize(device: str) -> None:
@@ -69,43 +81,53 @@ def synchronize(device: str) -> None:
 
 
 def job_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
-    """Train `jobs` stacked networks for `args.steps` steps; job-steps per second."""
-    model, optimizer, x, y, generators, batch = core_setup(args, jobs)
-    data = (x, y, generators, batch)
-    return timed(args, "core", model, data, lambda xs, ys: train_chunk(model, optimizer, xs, ys))
+    """`jobs` stacked jobs through the chunk loop the engine trains with
+    (`ChunkModule.train_steps`, the lean path), without Lightning; job-steps per second."""
+    module, stream = core_setup(args, jobs)
+    count = StepCount()
+
+    def train(first: int, xs: torch.Tensor, ys: torch.Tensor) -> None:
+        losses, _ = module.train_steps(xs, ys, first, xs.shape[1], count)
+        losses.tolist()  # the loop's one sync per chunk
+
+    return timed(args, "core", module, stream, train)
 
 
-def timed(args: argparse.Namespace, name: str, model: Any, data: tuple, train: Any) -> float:
-    """Job-steps per second of `train(xs, ys)` over `args.steps` steps, in chunks of 500 drawn
-    from `data` (x, y, generators, batch size); the final weights kept as FINAL[name, jobs]."""
-    x, y, generators, batch = data
-    chunk = 500
+def timed(
+    args: argparse.Namespace, name: str, module: Any, stream: ChunkStream, train: Any
+) -> float:
+    """Job-steps per second of `train(first, xs, ys)` over `args.steps` steps, in chunks drawn
+    from the engine's chunk stream; the final weights kept as FINAL[name, jobs]."""
+    jobs = len(stream.generators)
     synchronize(args.device)
     started = time.perf_counter()
-    for first in range(0, args.steps, chunk):
-        train(*draw_chunk(x, y, generators, min(chunk, args.steps - first), batch))
+    for first in range(0, args.steps, CHUNK):
+        xs, ys, _ = stream.draw(min(CHUNK, args.steps - first))
+        train(first, xs, ys)
     synchronize(args.device)
     seconds = time.perf_counter() - started
-    FINAL[name, len(generators)] = [t.detach().clone() for t in model.state_dict().values()]
-    return len(generators) * args.steps / seconds
+    FINAL[name, jobs] = [t.detach().clone() for t in module.net.state_dict().values()]
+    return jobs * args.steps / seconds
 
 
 def graphed_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
-    """As `job_steps_per_second`, each step replayed from one captured CUDA graph: the
-    minibatch copied into the graph's input, forward, backward and update in one launch."""
-    model, optimizer, x, y, generators, batch = core_setup(args, jobs)
-    params = list(model.parameters())
+    """As `job_steps_per_second`, each step replayed from one captured CUDA graph of the
+    module's step (its losses, backward and `StackedSGD.update`): the minibatch copied into
+    the graph's input, forward, backward and update in one launch."""
+    module, stream = core_setup(args, jobs)
+    params, update = list(module.parameters()), module.chunk_update()
+    x, y, batch = stream.x, stream.y, stream.batch_size
     # the graph's inputs: any first minibatch (the generators' draws are left for training)
-    static_x = x[:batch].expand(jobs, *x[:batch].shape).clone()
-    static_y = y[:batch].expand(jobs, batch).clone()
+    static_x = x[:batch].expand(jobs, 1, *x[:batch].shape).clone()
+    static_y = y[:batch].expand(jobs, 1, batch).clone()
 
     def step() -> torch.Tensor:
-        loss = job_losses(model, static_x, static_y)
+        loss = module.job_losses(static_x, static_y, 0, False)
         loss.sum().backward()
-        optimizer.update()
+        update()
         return loss.detach()
 
-    state = list(model.state_dict().values())
+    state = list(module.net.state_dict().values())
     start = [t.detach().clone() for t in state]
     side = torch.cuda.Stream()  # warm-up on a side stream, as torch's docs ask before capture
     side.wait_stream(torch.cuda.current_stream())
@@ -124,14 +146,14 @@ def graphed_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
         for t, t0 in zip(state, start, strict=True):
             t.copy_(t0)
 
-    def replay(xs: torch.Tensor, ys: torch.Tensor) -> None:
+    def replay(first: int, xs: torch.Tensor, ys: torch.Tensor) -> None:
         for i in range(xs.shape[1]):
-            static_x.copy_(xs[:, i])
-            static_y.copy_(ys[:, i])
+            static_x.copy_(xs[:, i : i + 1])
+            static_y.copy_(ys[:, i : i + 1])
             graph.replay()
         assert bool(torch.isfinite(losses).all())  # once per chunk, as the driver reads them
 
-    return timed(args, "graphed", model, (x, y, generators, batch), replay)
+    return timed(args, "graphed", module, stream, replay)
 
 
 def driver_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
@@ -163,7 +185,7 @@ def driver_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
             for seed, gain in enumerate(gains)
         ]
         resolved = [OmegaConf.create(OmegaConf.to_container(c, resolve=True)) for c in cfgs]
-        metrics = train_jobs(resolved, [None] * jobs)
+        metrics = train_jobs([Job(c) for c in resolved])
     return jobs * args.steps / metrics[0]["fit_seconds"]
 
 

@@ -39,7 +39,9 @@ class StackedModule(ChunkModule):
         self.job_hparams = list(job_hparams)
 
     def configure_optimizers(self) -> StackedSGD:
-        return StackedSGD(self.net, self.job_optimizers, lecture=self.lecture)
+        # kept: the chunk loop calls its update directly (and a benchmark, with no Trainer)
+        self.sgd = StackedSGD(self.net, self.job_optimizers, lecture=self.lecture)
+        return self.sgd
 
     def on_fit_start(self) -> None:
         """Each job's hyperparameters to its own loggers, as Lightning logs a solo run's."""
@@ -52,13 +54,13 @@ class StackedModule(ChunkModule):
         return job_losses(self.net, xs[:, i], ys[:, i])
 
     def chunk_update(self) -> Callable[[], None]:
-        return self.optimizers().optimizer.update
+        return self.sgd.update
 
     def rates(self, step: int) -> list[float]:
-        return self.optimizers().optimizer.rates(step)
+        return self.sgd.rates(step)
 
     def stop_jobs(self, jobs: list[int]) -> None:
-        self.optimizers().optimizer.freeze(jobs)
+        self.sgd.freeze(jobs)
 
     def job_loggers(self, job: int) -> Sequence[Logger]:
         return self.loggers_of[job]
