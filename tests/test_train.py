@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from makemore_lab.cli.app import exclude_constant_overrides
 from makemore_lab.network.sampling import sample_names
 from makemore_lab.runs.checkpoints import load_checkpoint
-from makemore_lab.runs.groups import job_dirname
+from makemore_lab.runs.naming import job_dirname
 from makemore_lab.train import train
 
 

@@ -27,6 +27,7 @@ from makemore_lab.config.checks import check_config, check_device
 from makemore_lab.errors import RunInterrupted, StoppedAfterTraining
 from makemore_lab.finish import divergence_error, finish_or_fail, record_diverged
 from makemore_lab.runs import claim as run_claim
+from makemore_lab.runs import hydra_record
 from makemore_lab.runs import record as run_record
 from makemore_lab.runs.job import Job
 from makemore_lab.runs.resume import check_resume, finished_run, resume_command
@@ -66,7 +67,7 @@ def prepare_job(cfg: DictConfig, checked: bool = False) -> Job:
     run_claim.check(run_dir, resume)  # another run's directory: refused, before any write
     path, ckpt = check_resume(cfg)  # another run's settings: refused, still before any write
     run_claim.claim(run_dir, resume)
-    run_claim.write_hydra_record(cfg, run_dir)
+    hydra_record.write(cfg, run_dir)
     return Job(cfg, resume_from=path, ckpt=ckpt)
 
 

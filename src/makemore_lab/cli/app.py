@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from makemore_lab.config.checks import check_config, check_launcher
 from makemore_lab.errors import UserError
 from makemore_lab.runs.failures import handle_job_error
-from makemore_lab.runs.groups import job_dirname  # noqa: F401 (registers conf/ resolvers)
+from makemore_lab.runs.naming import job_dirname  # noqa: F401 (registers conf/ resolvers)
 from makemore_lab.training.console import quiet_lightning
 
 # conf/ ships inside the package (a link to the repository's conf/), so any install finds it.

@@ -35,6 +35,7 @@ from makemore_lab.launcher.grouping import Grouping, group_jobs
 from makemore_lab.launcher.processes import Task, run_parallel
 from makemore_lab.launcher.slurm import Lost, run_on_slurm
 from makemore_lab.runs import claim as run_claim
+from makemore_lab.runs import hydra_record
 from makemore_lab.runs import record as run_record
 from makemore_lab.runs.failures import handle_job_error
 from makemore_lab.runs.job import Job
@@ -220,7 +221,7 @@ def record_lost(launcher: Any, configs: list[DictConfig], lost: Lost) -> list[Jo
             if not (run_dir / ".hydra").is_dir():  # never started: the table labels it by this
                 HydraConfig.instance().set_config(cfg)
                 task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-                run_claim.write_hydra_record(task_cfg, run_dir)
+                hydra_record.write(task_cfg, run_dir)
             slurm_info = {"job": lost.job, "state": lost.state, "log": lost.log_path}
             run_record.write_lost(run_dir, str(lost), slurm_info)
             (run_dir / run_claim.LOCK).unlink(missing_ok=True)

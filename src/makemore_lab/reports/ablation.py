@@ -16,8 +16,8 @@ from typing import Any
 from makemore_lab.errors import UserError
 from makemore_lab.reports.intervals import difference, t_interval, verdict
 from makemore_lab.runs import record as run_record
-from makemore_lab.runs.claim import overrides_of, read_yaml
-from makemore_lab.runs.groups import config_label
+from makemore_lab.runs.hydra_record import overrides_of, read_yaml
+from makemore_lab.runs.naming import config_label
 
 NONLINEARITIES = {"Tanh", "ReLU", "Identity"}
 LOSSES = ("step0_loss", "train_loss", "val_loss", "test_loss")

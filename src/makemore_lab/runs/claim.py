@@ -22,10 +22,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import yaml
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
 from makemore_lab.errors import UserError
 from makemore_lab.runs import record as run_record
 
@@ -209,32 +205,3 @@ def may_record(run_dir: Path) -> bool:
     if holds(run_dir):
         return True
     return read_claim(run_dir) is None and not (run_dir / "config.yaml").exists()
-
-
-def write_hydra_record(cfg: DictConfig, run_dir: Path) -> None:
-    """Hydra's record of the job, `.hydra/` (config, hydra, overrides), written once the run
-    may write there. Hydra's own write is off (`hydra.output_subdir: null`): it writes before
-    any check, so a refused command would overwrite the earlier run's copy."""
-    if not HydraConfig.initialized():
-        return
-    hydra_cfg = HydraConfig.get()
-    folder = run_dir / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
-    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
-    OmegaConf.save(hydra_cfg.overrides.task, folder / "overrides.yaml")
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file's content, None when there is no such file (a run outside Hydra)."""
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
-
-
-def hydra_record(run_dir: Path) -> dict[str, Any]:
-    """The `hydra:` node Hydra's run wrote into `.hydra/hydra.yaml` ({} without one)."""
-    return (read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
-
-
-def overrides_of(run_dir: Path) -> list[str]:
-    """The overrides Hydra ran `run_dir`'s job with ([] for a run outside Hydra)."""
-    return list(read_yaml(run_dir / ".hydra" / "overrides.yaml") or [])

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from makemore_lab.errors import RunInterrupted, UserError
 from makemore_lab.runs import claim as run_claim
+from makemore_lab.runs import hydra_record
 from makemore_lab.runs import record as run_record
 
 
@@ -38,7 +39,7 @@ def handle_job_error(cfg: DictConfig, err: Exception) -> float:
     run_dir = Path(cfg.run_dir)
     if run_claim.may_record(run_dir):  # never into another run's directory
         if not (run_dir / ".hydra").is_dir():
-            run_claim.write_hydra_record(cfg, run_dir)  # the table labels the job by it
+            hydra_record.write(cfg, run_dir)  # the table labels the job by it
         run_record.write_failed(run_dir, err)  # the table shows it as failed
         run_claim.release(run_dir)
     if user_error is not None:

@@ -24,8 +24,8 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from makemore_lab.atomic import write_bytes
-from makemore_lab.runs.claim import hydra_record, overrides_of, read_yaml
-from makemore_lab.runs.groups import without_seed
+from makemore_lab.runs.hydra_record import hydra_record, overrides_of, read_yaml
+from makemore_lab.runs.naming import without_seed
 
 METRICS = ("final/train_loss", "final/val_loss", "final/test_loss")  # logged by every run
 MISSING = object()  # a key the config does not have
