@@ -288,3 +288,30 @@ def test_sigterm_stops_a_sweep_and_the_same_command_with_resume_finishes_it(
     ]
     assert [m["status"] for m in statuses] == ["completed", "completed"]
     assert statuses[0]["resumed_from_step"] > 0 and statuses[1]["resumed_from_step"] is None
+
+
+EARLIER = Path(__file__).parent / "data" / "earlier_version"  # its README says how they were made
+TINY = ["model.n_hidden=8", "model.n_layers=2", "callbacks.dynamics=null", "logger=csv"]
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [("solo_adam_step10.ckpt", "optim=adam"), ("stacked_job_gain3_step10.ckpt", "init.gain=3")],
+)
+def test_a_checkpoint_of_the_earlier_version_continues_exactly(
+    make_cfg: Callable[..., Any], names_file: Path, tmp_path: Path, name: str, setting: str
+) -> None:
+    """A solo run's and a stacked job's checkpoint written before the engines shared one job
+    state load, and continue to the uninterrupted run's numbers."""
+    settings = [*TINY, setting, "trainer.max_steps=20"]
+    straight = train(make_cfg(*settings, f"run_dir={tmp_path / 'straight'}"))
+    ckpt = torch.load(EARLIER / name, weights_only=True)
+    assert "makemore" in ckpt and "sampler_state" in ckpt["NamesDataModule"]  # the old keys
+    # the same names file, which this test's copy holds under another path
+    ckpt["hyper_parameters"]["config"]["data"]["path"] = str(names_file)
+    torch.save(ckpt, tmp_path / name)
+    resumed = train(
+        make_cfg(*settings, f"run_dir={tmp_path / 'resumed'}", f"ckpt_path={tmp_path / name}")
+    )
+    assert resumed["resumed_from_step"] == 10
+    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}

@@ -24,8 +24,8 @@ from lightning.pytorch.callbacks import Callback
 from conftest import FAST, ROOT, on_file, resolved, run_cli
 from makemore_lab.errors import StoppedAfterTraining, UserError
 from makemore_lab.launcher.sweep import train_ready
-from makemore_lab.runs.naming import MAX_DIRNAME_BYTES, job_dirname
 from makemore_lab.runs.job import Job
+from makemore_lab.runs.naming import MAX_DIRNAME_BYTES, job_dirname
 from makemore_lab.train import prepare_job, train, train_jobs
 
 
