@@ -111,7 +111,10 @@ def test_resuming_from_an_older_checkpoint_drops_what_was_collected_after_it(
     older = run_dir / "checkpoints" / "step10.ckpt"
     resumed = train(make_cfg(*settings, f"run_dir={run_dir}", "resume=true", f"ckpt_path={older}"))
     assert resumed["resumed_from_step"] == 10
-    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    exact = [k for k in COMPARED if k != "step0_loss"]
+    assert {k: resumed[k] for k in exact} == {k: straight[k] for k in exact}
+    # a stacked job's step-0 loss sums its batch in another order: within 1e-6
+    assert resumed["step0_loss"] == pytest.approx(straight["step0_loss"], rel=1e-6)
     assert (run_dir / "dynamics.csv").read_text() == (
         tmp_path / "straight" / "dynamics.csv"
     ).read_text()
@@ -314,4 +317,7 @@ def test_a_checkpoint_of_the_earlier_version_continues_exactly(
         make_cfg(*settings, f"run_dir={tmp_path / 'resumed'}", f"ckpt_path={tmp_path / name}")
     )
     assert resumed["resumed_from_step"] == 10
-    assert {k: resumed[k] for k in COMPARED} == {k: straight[k] for k in COMPARED}
+    exact = [k for k in COMPARED if k != "step0_loss"]
+    assert {k: resumed[k] for k in exact} == {k: straight[k] for k in exact}
+    # a stacked job's step-0 loss sums its batch in another order: within 1e-6
+    assert resumed["step0_loss"] == pytest.approx(straight["step0_loss"], rel=1e-6)
