@@ -64,11 +64,13 @@ def stopped_jobs(module: Any) -> set[int]:
     return {j for j, state in enumerate(module.job_states) if state.diverged is not None}
 
 
-def solo_file(checkpoint: dict[str, Any], job: int = 0) -> dict[str, Any]:
-    """The checkpoint as job `job`'s file holds it: its own entries in place of the job list."""
+def solo_file(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A solo run's checkpoint as its file holds it: its job's entries in place of the job
+    list (a stacked group's files are cut by `stacked/checkpoint.py:split`)."""
     ckpt = {key: value for key, value in checkpoint.items() if key != JOBS}
     if JOBS in checkpoint:
-        ckpt.update(checkpoint[JOBS][job])
+        (entries,) = checkpoint[JOBS]
+        ckpt.update(entries)
     return ckpt
 
 
