@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,13 +22,15 @@ from conftest import resolved
 from makemore_lab.data.chunks import ChunkStream
 from makemore_lab.dynamics.callback import OutputCapture
 from makemore_lab.dynamics.stats import WeightStep, collect, to_numbers
+from makemore_lab.errors import RunInterrupted
 from makemore_lab.network.layers import layer_kind
 from makemore_lab.network.model import MLP
 from makemore_lab.runs.job import Job
 from makemore_lab.stacked.engine import StackedEngine
 from makemore_lab.stacked.network import StackedMLP, job_losses
 from makemore_lab.stacked.sgd import JobSGD, StackedSGD
-from makemore_lab.train import train, train_jobs
+from makemore_lab.train import prepare_job, train, train_jobs
+from test_resume import SignalAt, assert_same, checkpoint_state
 
 STEPS, CHUNK = 30, 5
 # Three jobs of one stacking group: they differ in gain, seed and learning rate, and the
@@ -138,9 +142,113 @@ def test_a_diverging_job_is_frozen_and_the_others_train_on(make_cfg, tmp_path: P
             assert torch.equal(stacked[name], value), name
 
 
-def test_only_networks_of_the_same_shapes_stack() -> None:
-    with pytest.raises(ValueError, match="same layers and shapes"):
-        StackedMLP.from_networks([MLP(11, batchnorm=True), MLP(11, batchnorm=False)])
+EXACT = ("train_loss", "val_loss", "test_loss", "steps", "status")
+LECTURE_ROWS = ["original", "fix_softmax", "fix_tanh_saturation", "kaiming", "batchnorm"]
+# Deep networks with other layers at one place: BatchNorm (in two forms) or none, and each
+# activation; torch's SGD with momentum and each job's own rate, so each job's update runs on
+# its own rows of a parameter only some jobs have.
+MIXED = [
+    ["model.batchnorm=true", "+optim.optimizer.momentum=0.9"],
+    ["model.batchnorm=false", "model.activation=relu", "+optim.optimizer.momentum=0.9"],
+    ["model.bn.eps=0", "model.bn.running=std", "model.output_batchnorm=false", "seed=3"],
+    ["model.activation=identity", "optim.lr=0.05", "+optim.optimizer.momentum=0.9"],
+]
+
+
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        [[f"experiment={row}"] for row in LECTURE_ROWS],
+        [[f"experiment={row}", f"optim.lr={0.1 - 0.01 * i}"] for i, row in enumerate(LECTURE_ROWS)],
+        [["optim=sgd", "model.n_layers=2", *job] for job in MIXED],
+    ],
+    ids=["lecture-rows", "lecture-rows-own-rates", "deep-mixed-momentum"],
+)
+def test_jobs_with_other_norm_and_activation_layers_stack_each_bit_for_bit(
+    make_cfg, tmp_path: Path, jobs: list[list[str]]
+) -> None:
+    """One group of networks that differ in their BatchNorm and activation layers: each job's
+    weights, buffers, losses, samples and statistics are its solo run's."""
+    common = [f"trainer.max_steps={STEPS}", f"data.chunk_size={CHUNK}", "optim.decay_step=12"]
+    common += ["logger=csv", "callbacks.dynamics.every_n_steps=10"]
+    cfgs = [
+        make_cfg(*common, *job, f"run_dir={tmp_path / f'solo{i}'}") for i, job in enumerate(jobs)
+    ]
+    for cfg in cfgs:
+        train(cfg)
+    metrics = train_stacked(cfgs, tmp_path)
+    assert all(m["stacked_group"]["jobs"] == len(jobs) for m in metrics)
+    for job, cfg in enumerate(cfgs):
+        solo_dir, stacked_dir = Path(cfg.run_dir), tmp_path / f"stacked{job}"
+        solo, stacked = weights(solo_dir), weights(stacked_dir)
+        assert stacked.keys() == solo.keys()
+        for name, value in solo.items():
+            assert torch.equal(stacked[name], value), (job, name)
+        a, b = (json.loads((d / "metrics.json").read_text()) for d in (solo_dir, stacked_dir))
+        assert [a[k] for k in EXACT] == [b[k] for k in EXACT], job
+        assert b["step0_loss"] == pytest.approx(a["step0_loss"], rel=1e-6)  # as documented
+        for name in ("samples.txt", "dynamics.csv"):
+            assert (solo_dir / name).read_text() == (stacked_dir / name).read_text(), (job, name)
+
+
+def test_a_group_of_other_layers_stopped_midway_resumes_each_job_exactly(
+    make_cfg, tmp_path: Path
+) -> None:
+    """SIGTERM at half way, then resume=true: each job's checkpoint (weights, BatchNorm buffers,
+    momentum, schedule) is its uninterrupted solo run's, bit for bit."""
+    common = [f"trainer.max_steps={STEPS}", f"data.chunk_size={CHUNK}", "optim.decay_step=25"]
+    common += ["logger=csv", "optim=sgd", "model.n_layers=2"]
+
+    def group(resume: bool) -> list[Job]:
+        again = ["resume=true"] if resume else []
+        cfgs = [
+            make_cfg(*common, *job, *again, f"run_dir={tmp_path / f'stacked{i}'}")
+            for i, job in enumerate(MIXED)
+        ]
+        return [prepare_job(cfg) for cfg in cfgs]
+
+    with pytest.raises(RunInterrupted):
+        train_jobs(group(resume=False), [SignalAt(STEPS // 2, signal.SIGTERM)])
+    resumed = train_jobs(group(resume=True))
+    (stopped_at,) = {m["resumed_from_step"] for m in resumed}  # the chunk after the signal
+    assert STEPS // 2 <= stopped_at < 25
+    for i, job in enumerate(MIXED):
+        solo_dir = tmp_path / f"solo{i}"
+        train(make_cfg(*common, *job, f"run_dir={solo_dir}"))
+        a = checkpoint_state(solo_dir / "checkpoints" / "last.ckpt")
+        b = checkpoint_state(tmp_path / f"stacked{i}" / "checkpoints" / "last.ckpt")
+        assert_same(b, a)
+
+
+def test_only_networks_whose_linear_layers_have_the_same_shapes_stack() -> None:
+    with pytest.raises(ValueError, match="Linear layers have the same shapes"):
+        StackedMLP.from_networks([MLP(11, n_hidden=20), MLP(11, n_hidden=30)])
+    with pytest.raises(ValueError, match="Linear layers have the same shapes"):
+        StackedMLP.from_networks([MLP(11, n_layers=2), MLP(11, n_layers=3)])
+
+
+def test_a_layer_some_jobs_lack_passes_their_rows_through() -> None:
+    """BatchNorm on and off, tanh and ReLU: positions a job lacks leave its rows unchanged,
+    and each job's state comes back under its solo names."""
+    nets = [
+        MLP(11, n_layers=1),
+        MLP(11, n_layers=1, batchnorm=False, output_batchnorm=False, activation="relu"),
+    ]
+    group = StackedMLP.from_networks(nets)
+    assert group.layout.positions == [
+        [(0, 0), (1, 0)],
+        [(0, 1)],
+        [(0, 2)],
+        [(1, 1)],
+        [(0, 3), (1, 2)],
+        [(0, 4)],
+    ]
+    x = torch.randint(0, 11, (2, 32, 3))
+    logits = group(x)
+    for job, net in enumerate(nets):
+        assert torch.equal(logits[job], net(x[job]))
+        assert group.network_state(job).keys() == net.state_dict().keys()
+    assert group.layout.layer_names(1) == {"embedding": "embedding", "0": "0", "3": "1", "4": "2"}
 
 
 def test_groups_side_by_side_draw_no_live_display(make_cfg, tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def test_group_processes_stop_and_save_when_the_launcher_is_killed(
     out = tmp_path / "sweep"
     args = [*on_file(names_file), *FAST, "trainer.max_steps=100000", "data.chunk_size=20"]
     args += ["callbacks.model_checkpoint.every_n_train_steps=100", "model.n_hidden=16"]
-    args += ["trainer.val_check_interval=100", "seed=1,2", "model.batchnorm=true,false"]
+    args += ["trainer.val_check_interval=100", "seed=1,2", "data.batch_size=32,48"]
     process = subprocess.Popen(
         [
             sys.executable,

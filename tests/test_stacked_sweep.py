@@ -56,8 +56,9 @@ def two_sweeps(names_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     assert stacked.returncode == 0, stacked.stderr[-3000:]
     assert "makemore-lab: all 4 jobs completed" in stacked.stdout
     printed = stacked.stdout + stacked.stderr
-    assert "stacked launcher: 4 jobs in 2 groups" in printed
-    assert "#0, #1: 2 jobs stacked" in printed and "#2, #3: 2 jobs stacked" in printed
+    # BatchNorm on and off in one group: the BatchNorm jobs' rows alone meet its layers
+    assert "stacked launcher: 4 jobs in 1 group\n" in printed
+    assert "#0, #1, #2, #3: 4 jobs stacked" in printed
     return tmp / "basic", tmp / "stacked"
 
 
@@ -68,7 +69,7 @@ def test_every_stacked_job_writes_what_its_solo_run_writes(two_sweeps) -> None:
         b = json.loads((stacked / job / "metrics.json").read_text())
         assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, job
         assert b["step0_loss"] == pytest.approx(a["step0_loss"], rel=1e-6)
-        assert b["stacked_group"]["jobs"] == 2
+        assert b["stacked_group"]["jobs"] == 4
         for name in ("samples.txt", "dynamics.csv", "dynamics.md"):
             assert (basic / job / name).read_text() == (stacked / job / name).read_text(), name
         overrides = [(run / job / ".hydra" / "overrides.yaml").read_text() for run in two_sweeps]
@@ -135,18 +136,20 @@ def configs(*jobs: list[str]) -> list:
         return [compose("config", overrides=job) for job in jobs]
 
 
-def test_jobs_stack_when_only_seed_init_and_learning_rate_differ() -> None:
+def test_jobs_stack_when_seed_init_learning_rate_or_their_norm_and_activation_differ() -> None:
     cfgs = configs(
         ["seed=1"],
         ["seed=2", "init.gain=3", "init.scheme=randn", "optim.lr=0.05"],
-        ["model.batchnorm=false"],  # other tensors: a group of its own
+        ["model.n_hidden=50"],  # other shapes: a group of its own
         ["optim=adam"],  # not stackable: alone
         ["trainer.max_steps=10"],  # another length: its own group
-        ["model.batchnorm=false", "optim.decay_step=5"],
+        ["model.n_hidden=50", "optim.decay_step=5"],
         ["compile=true"],  # alone
+        ["model.batchnorm=false", "model.activation=relu"],  # other layers, the same shapes
+        ["model.bn.eps=0", "model.bn.running=std", "model.output_batchnorm=false"],
     )
     grouping = group_jobs(cfgs)
-    assert grouping.groups == [[0, 1], [2, 5], [3], [4], [6]]
+    assert grouping.groups == [[0, 1, 7, 8], [2, 5], [3], [4], [6]]
     assert grouping.alone.keys() == {3, 4, 6}
     assert "no other job shares" in grouping.alone[4]
 
@@ -160,15 +163,15 @@ def test_jobs_stack_when_only_seed_init_and_learning_rate_differ() -> None:
 def test_a_signal_to_the_process_group_stops_a_stacked_sweep_and_resume_finishes_it_exactly(
     names_file: Path, tmp_path: Path, signum: int
 ) -> None:
-    """Two groups side by side (BatchNorm on and off), each in its own process. The signal
+    """Two groups side by side (two widths), each in its own process. The signal
     goes to the whole process group, as a terminal's Ctrl-C or `kill -TERM -<pgid>` sends it:
     every process gets it and the launcher forwards it once more, and each group saves each
     job once. The same command with resume=true finishes all, bit for bit as an uninterrupted
     sweep."""
     args = ["train.py", "-m", *on_file(names_file), *FAST, "trainer.max_steps=400"]
     args += ["data.chunk_size=20", "callbacks.model_checkpoint.every_n_train_steps=100"]
-    args += ["trainer.val_check_interval=100", "model.n_hidden=16", "seed=1,2"]
-    args += ["model.batchnorm=true,false", "hydra/launcher=stacked"]
+    args += ["trainer.val_check_interval=100", "seed=1,2"]
+    args += ["model.n_hidden=16,24", "hydra/launcher=stacked"]
     straight = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'straight'}")
     assert straight.returncode == 0, straight.stderr[-3000:]
     out = tmp_path / "killed"
@@ -197,10 +200,11 @@ def test_a_signal_to_the_process_group_stops_a_stacked_sweep_and_resume_finishes
     sampled = run_cli("-m", "makemore_lab.cli.sample", str(out / jobs[0]), "--count", "2")
     assert sampled.returncode == 0, sampled.stderr
     # ckpt_path= an interrupted job's own checkpoint continues it, as a solo run, to the end
-    solo = [a for a in args if not a.startswith(("seed=", "model.batchnorm=", "hydra/"))]
+    solo = [a for a in args if not a.startswith(("seed=", "model.n_hidden=", "hydra/"))]
+    solo += ["seed=1", "model.n_hidden=16"]
     on = tmp_path / "on"
     ckpt = out / jobs[0] / "checkpoints" / "last.ckpt"
-    go_on = run_cli(*solo[:1], *solo[2:], "seed=1", f"ckpt_path='{ckpt}'", f"hydra.run.dir={on}")
+    go_on = run_cli(*solo[:1], *solo[2:], f"ckpt_path='{ckpt}'", f"hydra.run.dir={on}")
     assert go_on.returncode == 0, go_on.stderr[-3000:]
     weights = [
         torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -276,7 +280,7 @@ def test_two_groups_of_four_side_by_side_return_every_job(names_file, tmp_path) 
         names_file,
         out,
         "seed=1,2,3,4",
-        "model.batchnorm=true,false",
+        "model.n_hidden=50,100",
         "trainer.max_steps=10",
         "hydra/launcher=stacked",
     )

@@ -128,6 +128,8 @@ class TrainingDynamics(Callback):
         self._trainer: L.Trainer | None = None
         self._step_hook: RemovableHandle | None = None
         self._layers: dict[str, nn.Module] = {}
+        self._kinds: dict[str, str] = {}  # layer name -> its kind ('Tanh', ...)
+        self._names: list[dict[str, str]] = []  # per job: the network's names -> the job's own
         self._weights: dict[str, tuple[str, nn.Parameter]] = {}  # name -> (kind, parameter)
         self._grads: dict[str, torch.Tensor] = {}  # the collected step's weight gradients
         self._before: dict[str, torch.Tensor] = {}  # and the weights before its update
@@ -153,14 +155,21 @@ class TrainingDynamics(Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
         self._layers = {str(i): layer for i, layer in enumerate(net.layers)}
+        self._kinds = {name: layer_kind(m) for name, m in self._layers.items()}
         self._weights = net.weights()
+        # A group's layers hold each job's at positions of their own (`stacked.layout`): each
+        # job's statistics keep its own layers, under its solo run's names.
+        every = {n: n for n in [*self._layers, *self._weights]}
+        self._names = [
+            net.layout.layer_names(j) if self.stacked else every for j in range(len(self.jobs))
+        ]
         # A stacked weight's shape starts with the job dimension: the report names one job's.
         skip = 1 if self.stacked else 0
         resumed = trainer.ckpt_path is not None
-        for job in self.jobs:
-            job.report.layers = {name: layer_kind(m) for name, m in self._layers.items()}
+        for job, names in zip(self.jobs, self._names, strict=True):
+            job.report.layers = {names[n]: k for n, k in self._kinds.items() if n in names}
             job.report.weights = {
-                n: (k, tuple(p.shape)[skip:]) for n, (k, p) in self._weights.items()
+                names[n]: (k, tuple(p.shape)[skip:]) for n, (k, p) in self._weights.items()
             }
             job.csv.start(keep_through_step=job.report.last_step if resumed else None)
 
@@ -241,24 +250,25 @@ class TrainingDynamics(Callback):
             for name, (kind, p) in self._weights.items()
             if name in self._grads
         }
-        kinds = self.jobs[0].report.layers
-        stats = collect(outputs, output_grads, kinds, weights, self.threshold)
+        stats = collect(outputs, output_grads, self._kinds, weights, self.threshold)
         values = to_numbers(stats)
         stopped = stopped_jobs(trainer.lightning_module)
-        for j, job in enumerate(self.jobs):
+        captured = {"act": outputs, "act_grad": output_grads, "weight_grad": self._grads}
+        for j, (job, names) in enumerate(zip(self.jobs, self._names, strict=True)):
             if j in stopped:
                 continue  # a diverged job's solo run had stopped: nothing more to record
-            pick = (lambda t, j=j: t[j]) if self.stacked else (lambda t: t)
             rows = [
-                (step, s.layer, s.kind, s.name, v[j] if self.stacked else v)
+                (step, names[s.layer], s.kind, s.name, v[j] if self.stacked else v)
                 for s, v in zip(stats, values, strict=True)
+                if s.layer in names  # a layer of other jobs only: this job's rows passed by
             ]
-            tensors = {
-                "act": {n: pick(t) for n, t in outputs.items()},
-                "act_grad": {n: pick(t) for n, t in output_grads.items()},
-                "weight_grad": {n: pick(t) for n, t in self._grads.items()},
-            }
+            tensors = {key: self._own(t, j) for key, t in captured.items()}
             self._write(job, step, rows, tensors)
+
+    def _own(self, captured: dict[str, torch.Tensor], job: int) -> dict[str, torch.Tensor]:
+        """Job `job`'s tensors among `captured` (its rows of a group's), under its own names."""
+        names = self._names[job]
+        return {names[n]: t[job] if self.stacked else t for n, t in captured.items() if n in names}
 
     def _write(
         self,

@@ -20,6 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 PER_JOB = (
     "seed",
     "init",
+    # which BatchNorm and activation layers a job has: a layer some jobs lack is applied to
+    # the rows of those that have it (`stacked.layout`); the Linear shapes stay the group's
+    "model.batchnorm",
+    "model.output_batchnorm",
+    "model.bn",
+    "model.activation",
     "optim.lr",
     "optim.decay_step",
     "optim.decay_gamma",

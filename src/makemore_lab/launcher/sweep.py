@@ -121,10 +121,12 @@ def describe(grouping: Grouping, configs: list[DictConfig]) -> None:
             lines.append(f"  #{nums}: {len(group)} jobs stacked ({varying or 'defaults'})")
         else:
             lines.append(f"  #{nums} alone: {grouping.alone[group[0]]} ({varying or 'defaults'})")
+    n = len(grouping.groups)
     log.info(
-        "stacked launcher: %d jobs in %d groups\n%s",
+        "stacked launcher: %d jobs in %d group%s\n%s",
         len(configs),
-        len(grouping.groups),
+        n,
+        "" if n == 1 else "s",
         "\n".join(lines),
     )
 

@@ -25,11 +25,11 @@ from torch import nn
 from makemore_lab.job_state import JOBS, job_hparams, with_jobs
 from makemore_lab.runs.checkpoints import AtomicCheckpointIO, StepCheckpoint
 from makemore_lab.runs.job import Job
+from makemore_lab.stacked.layout import Layout
 from makemore_lab.stacked.sgd import JobSGD
 
 SHARED = ("epoch", "global_step", "pytorch-lightning_version", "loops")
-# Stored (1, features) in a group, to broadcast over each job's batch; (features,) alone.
-ROW_VECTORS = (".bias", ".gamma", ".beta")
+NET = "net."  # the LightningModule's network attribute: its state_dict keys' prefix
 
 
 def job_suffix(job: int) -> str:
@@ -53,11 +53,13 @@ class JobCheckpoint(StepCheckpoint):
 
 @dataclass
 class GroupJobs:
-    """What the conversions need of a group: each resolved job, its solo network, the vocab."""
+    """What the conversions need of a group: each resolved job, its solo network, the vocab,
+    and where each job's tensors are in the group's (`layout`)."""
 
     jobs: list[Job]
     nets: list[nn.Module]  # each job's solo network (its parameters name the optimizer state)
     vocab: str
+    layout: Layout
 
     @property
     def cfgs(self) -> list[DictConfig]:
@@ -82,12 +84,13 @@ def split(group: dict[str, Any], job: int, jobs: GroupJobs) -> dict[str, Any]:
     """Job `job`'s solo checkpoint, cut out of the group's checkpoint dict."""
     cfg, steps = jobs.cfgs[job], group["global_step"]
     ckpt = {key: group[key] for key in SHARED}
-    ckpt["state_dict"] = {
-        name: (t[job].squeeze(0) if name.endswith(ROW_VECTORS) else t[job]).clone()
-        for name, t in group["state_dict"].items()
-    }
+    inner = {name.removeprefix(NET): t for name, t in group["state_dict"].items()}
+    if inner.keys() != jobs.layout.tensors.keys():
+        raise ValueError("the group's state is not its layout's: cannot cut a job's out of it")
+    solo = jobs.layout.solo_state(inner, job)
+    ckpt["state_dict"] = {NET + name: t for name, t in solo.items()}
     ckpt["optimizer_states"], ckpt["lr_schedulers"] = solo_optimizer_states(
-        cfg, jobs.nets[job], group["optimizer_states"][0], job, steps
+        cfg, jobs, group["optimizer_states"][0], job, steps
     )
     ckpt["callbacks"] = {}
     for key, state in group["callbacks"].items():
@@ -101,16 +104,21 @@ def split(group: dict[str, Any], job: int, jobs: GroupJobs) -> dict[str, Any]:
 
 
 def solo_optimizer_states(
-    cfg: DictConfig, net: nn.Module, stacked: dict[str, Any], job: int, steps: int
+    cfg: DictConfig, jobs: GroupJobs, stacked: dict[str, Any], job: int, steps: int
 ) -> tuple[list, list]:
     """The job's own optimizer and schedule state after `steps` steps, as its solo run has them
     (the stacked optimizer's state `stacked`: momentum buffers by parameter index)."""
+    net = jobs.nets[job]
     optimizer = instantiate(cfg.optim.optimizer)(params=net.parameters())
     rate = JobSGD.of(cfg).at(steps)  # the rate the next step uses
     if stacked["param_groups"][0]["momentum_started"][job]:
-        for index, param in enumerate(optimizer.param_groups[0]["params"]):
-            buffer = stacked["state"][index]["momentum_buffer"][job]
-            optimizer.state[param]["momentum_buffer"] = buffer.reshape(param.shape).clone()
+        solo = dict(net.named_parameters())
+        for index, name in enumerate(jobs.layout.params):
+            rows = jobs.layout.tensors[name]
+            if job in rows.jobs:
+                buffer = stacked["state"][index]["momentum_buffer"][rows.jobs.index(job)]
+                param = solo[rows.names[rows.jobs.index(job)]]
+                optimizer.state[param]["momentum_buffer"] = buffer.reshape(param.shape).clone()
     schedulers = []
     if cfg.optim.get("scheduler") is not None:
         scheduler = instantiate(cfg.optim.scheduler)(optimizer=optimizer)
@@ -128,10 +136,8 @@ def join(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:
     if len(steps) != 1:
         raise ValueError(f"the jobs' checkpoints are at different steps: {sorted(steps)}")
     group = {key: solos[0][key] for key in SHARED}
-    group["state_dict"] = {
-        name: _stack(name, [c["state_dict"][name] for c in solos])
-        for name in solos[0]["state_dict"]
-    }
+    inner = [{k.removeprefix(NET): t for k, t in c["state_dict"].items()} for c in solos]
+    group["state_dict"] = {NET + k: t for k, t in jobs.layout.group_state(inner).items()}
     group["optimizer_states"] = [stacked_optimizer_state(solos, jobs)]
     group["lr_schedulers"] = []
     group["callbacks"] = {}
@@ -146,31 +152,31 @@ def join(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:
 
 def stacked_optimizer_state(solos: list[dict[str, Any]], jobs: GroupJobs) -> dict[str, Any]:
     """`StackedSGD`'s state from the jobs' own optimizers' states."""
-    params = list(jobs.nets[0].named_parameters())
     started = [bool(c["optimizer_states"][0]["state"]) for c in solos]
     state = {}
     if any(started):
-        for index, (name, param) in enumerate(params):
-            buffers = [
-                c["optimizer_states"][0]["state"][index]["momentum_buffer"]
-                if ok
-                else torch.zeros_like(param)
-                for c, ok in zip(solos, started, strict=True)
-            ]
-            state[index] = {"momentum_buffer": _stack(name, buffers)}
+        # each job's buffers by its own parameter names, zeros where it has not started
+        buffers = []
+        for job, (solo, ok) in enumerate(zip(solos, started, strict=True)):
+            own = solo["optimizer_states"][0]["state"]
+            params = jobs.nets[job].named_parameters()
+            buffers.append(
+                {
+                    n: own[i]["momentum_buffer"] if ok else torch.zeros_like(p)
+                    for i, (n, p) in enumerate(params)
+                }
+            )
+        stacked = jobs.layout.group_state(buffers, jobs.layout.params)
+        for index, name in enumerate(jobs.layout.params):
+            state[index] = {"momentum_buffer": stacked[name]}
     group = {
         "lr": JobSGD.of(jobs.cfgs[0]).lr,
         "steps_done": solos[0]["global_step"],
         "active": [True] * len(solos),
         "momentum_started": started,
-        "params": list(range(len(params))),
+        "params": list(range(len(jobs.layout.params))),
     }
     return {"state": state, "param_groups": [group]}
-
-
-def _stack(name: str, tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The jobs' tensors of parameter or buffer `name`, stacked as the group holds them."""
-    return torch.stack([t.unsqueeze(0) if name.endswith(ROW_VECTORS) else t for t in tensors])
 
 
 class JobCheckpointIO(AtomicCheckpointIO):

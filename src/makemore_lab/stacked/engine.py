@@ -69,8 +69,9 @@ class StackedEngine(Engine):
         ]
         check_jobs(jobs, nets, vocab.chars)
         loggers = [open_job_loggers(cfg) for cfg in cfgs]
+        net = StackedMLP.from_networks(nets)
         module = StackedModule(
-            StackedMLP.from_networks(nets),
+            net,
             [JobSGD.of(c) for c in cfgs],
             lecture=instantiate(cfgs[0].optim.optimizer).func is LectureSGD,
             generators=generators,
@@ -90,7 +91,7 @@ class StackedEngine(Engine):
             **display,
             logger=False,
             callbacks=callbacks,
-            plugins=[JobCheckpointIO(GroupJobs(list(jobs), nets, vocab.chars))],
+            plugins=[JobCheckpointIO(GroupJobs(list(jobs), nets, vocab.chars, net.layout))],
             default_root_dir=cfgs[0].run_dir,
         )
         # Every job continues from its own last.ckpt; the checkpoint plugin reads them all.

@@ -1,13 +1,15 @@
-"""Several same-shaped networks as one: every parameter and buffer gets a leading job dimension.
+"""Several networks as one: every parameter and buffer gets a leading job dimension.
 
-A sweep's jobs that differ only in values (init gain and scales, seed, learning rate) have
-tensors of the same shapes, so N of them can run as one network whose matrix products are
-batched (`torch.bmm`) and whose BatchNorm statistics are taken per job (over dim 1). One step
-then costs about as many kernel launches as one job's, which is what a step of these small
-networks is made of. `StackedMLP.from_networks` stacks N solo `model.MLP`s, each initialised
-from its own generator exactly as it would be alone; `network_state(i)` gives job i back in the
-solo `MLP`'s state_dict form, so everything downstream (evaluation, sampling, checkpoints)
-reads a stacked job as a solo one.
+A sweep's jobs whose Linear layers have the same shapes can run as one network whose matrix
+products are batched (`torch.bmm`) and whose BatchNorm statistics are taken per job (over
+dim 1). One step then costs about as many kernel launches as one job's, which is what a step
+of these small networks is made of. Jobs may differ in values (init gain and scales, seed,
+learning rate) and in which BatchNorm and activation layers they have: a layer only some jobs
+have is applied to their rows alone (`JobSubset`; `layout.py` says where each job's layers
+are). `StackedMLP.from_networks` stacks N solo `model.MLP`s, each initialised from its own
+generator exactly as it would be alone; `network_state(i)` gives job i back in its solo
+`MLP`'s state_dict form, so everything downstream (evaluation, sampling, checkpoints) reads a
+stacked job as a solo one.
 """
 
 from __future__ import annotations
@@ -18,16 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from makemore_lab.network.layers import (
-    BatchNorm1d,
-    Embedding,
-    Identity,
-    Linear,
-    ReLU,
-    Tanh,
-    update_running_stats,
-)
+from makemore_lab.network.layers import BatchNorm1d, Embedding, Linear, update_running_stats
 from makemore_lab.network.model import MLP
+from makemore_lab.stacked.layout import ELEMENTWISE, Layout, align
 
 
 def _stack(tensors: Sequence[torch.Tensor]) -> nn.Parameter:
@@ -50,19 +45,27 @@ class StackedEmbedding(nn.Module):
 
 
 class StackedLinear(nn.Module):
-    """N `x @ weight + bias` at once: weight (N, fan_in, fan_out), bias (N, 1, fan_out)."""
+    """N `x @ weight + bias` at once: weight (N, fan_in, fan_out), bias (M, 1, fan_out) for the
+    M jobs whose layer has one (a Linear before BatchNorm has none)."""
 
     solo = Linear
 
     def __init__(self, layers: Sequence[Linear]) -> None:
         super().__init__()
         self.weight = _stack([m.weight for m in layers])
-        has_bias = layers[0].bias is not None
-        self.bias = _stack([m.bias.view(1, -1) for m in layers]) if has_bias else None
+        owners = [j for j, m in enumerate(layers) if m.bias is not None]
+        self.bias = _stack([layers[j].bias.view(1, -1) for j in owners]) if owners else None
+        partial = 0 < len(owners) < len(layers)
+        self.register_buffer("bias_rows", torch.tensor(owners) if partial else None, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.bmm(x, self.weight)
-        return out + self.bias if self.bias is not None else out
+        if self.bias is None:
+            return out
+        if self.bias_rows is None:
+            return out + self.bias
+        # the owners' rows get `out + bias` (the same sum), the others' stay `out`
+        return out.index_add(0, self.bias_rows, self.bias.expand(-1, out.shape[1], -1))
 
 
 class StackedBatchNorm1d(nn.Module):
@@ -100,36 +103,57 @@ class StackedBatchNorm1d(nn.Module):
         update_running_stats(self, mean, var, scale)
 
 
+class JobSubset(nn.Module):
+    """A layer only some of the group's jobs have: it transforms their rows (`jobs`), and the
+    other jobs' rows pass through unchanged, so each job meets its own layers only."""
+
+    def __init__(self, module: nn.Module, jobs: Sequence[int]) -> None:
+        super().__init__()
+        self.module = module
+        self.solo = getattr(module, "solo", type(module))  # what statistics call it
+        self.register_buffer("rows", torch.tensor(list(jobs)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_copy(0, self.rows, self.module(x.index_select(0, self.rows)))
+
+
 STACKED = {Linear: StackedLinear, BatchNorm1d: StackedBatchNorm1d}
 
 
-ELEMENTWISE = (Tanh, ReLU, Identity)  # the same module serves any number of jobs
+def stack_layers(layers: Sequence[nn.Module], jobs: Sequence[int], n_jobs: int) -> nn.Module:
+    """One position of the group: the jobs' alike layers as one batched layer."""
+    kind = type(layers[0])
+    module = layers[0] if kind in ELEMENTWISE else STACKED[kind](layers)
+    return module if len(jobs) == n_jobs else JobSubset(module, jobs)
 
 
 class StackedMLP(nn.Module):
-    """N same-shaped `model.MLP`s trained as one: logits (N, B, vocab) for contexts (N, B, block).
+    """N `model.MLP`s trained as one: logits (N, B, vocab) for contexts (N, B, block).
 
-    `layers` keeps the solo network's order and indices, so per-layer statistics are named as
-    a solo run names them.
+    `layers` holds the group's positions (`layout.align`); `layout` names each job's own
+    layers and tensors in them, so per-layer statistics and checkpoints are named as a solo
+    run names them.
     """
 
     def __init__(self, networks: Sequence[MLP]) -> None:
         super().__init__()
         self.jobs, self.block_size = len(networks), networks[0].block_size
         self.embedding = StackedEmbedding([net.embedding for net in networks])
-        layers = []
-        for position in zip(*(net.layers for net in networks), strict=True):
-            kind = type(position[0])
-            layers.append(position[0] if kind in ELEMENTWISE else STACKED[kind](position))
-        self.layers = nn.ModuleList(layers)
+        positions = align([net.layers for net in networks])
+        self.layers = nn.ModuleList(
+            stack_layers(
+                [networks[j].layers[i] for j, i in members], [j for j, _ in members], self.jobs
+            )
+            for members in positions
+        )
+        self.layout = Layout.of(self, networks, positions)
 
     @classmethod
     def from_networks(cls, networks: Sequence[MLP]) -> StackedMLP:
-        """Stack `networks`, which must have the same layers and shapes (one stacking group)."""
-        shapes = [[tuple(t.shape) for t in net.state_dict().values()] for net in networks]
-        kinds = [[type(m) for m in net.layers] for net in networks]
-        if any(s != shapes[0] for s in shapes) or any(k != kinds[0] for k in kinds):
-            raise ValueError("only networks with the same layers and shapes can be stacked")
+        """Stack `networks`, whose Linear layers must have the same shapes (one stacking group);
+        their BatchNorm and activation layers may differ."""
+        if len({net.embedding.weight.shape for net in networks}) != 1:
+            raise ValueError("only networks with the same embedding table can be stacked")
         return cls(networks)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -148,14 +172,8 @@ class StackedMLP(nn.Module):
         return weights
 
     def network_state(self, job: int) -> dict[str, torch.Tensor]:
-        """Job `job`'s parameters and buffers under the solo `MLP`'s state_dict names."""
-        state = {}
-        for name, t in self.state_dict().items():
-            one = t[job]
-            if name.endswith((".bias", ".gamma", ".beta")) and one.dim() == 2:
-                one = one.squeeze(0)  # stored (1, features) to broadcast over the batch
-            state[name] = one.clone()
-        return state
+        """Job `job`'s parameters and buffers under its solo `MLP`'s state_dict names."""
+        return self.layout.solo_state(self.state_dict(), job)
 
 
 def job_losses(model: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,8 @@ class StackedSGD(torch.optim.Optimizer):
     batched op per parameter with the rates as a tensor. Otherwise each set of jobs that share
     a rate and settings gets one call of torch's own SGD function (`torch.optim.sgd.sgd`, what
     `torch.optim.SGD.step` calls) on their slices, which have the solo tensors' shapes: the same
-    kernels on the same elements. Momentum buffers are stacked like the parameters. Frozen jobs
+    kernels on the same elements. Momentum buffers are stacked like the parameters; a parameter
+    only some jobs have (a BatchNorm's, a bias) has rows for them alone. Frozen jobs
     are not updated. The step count, the frozen jobs and whose momentum has started live in the
     param group, so checkpoints carry them.
     """
@@ -92,6 +93,10 @@ class StackedSGD(torch.optim.Optimizer):
     def __init__(self, model: StackedMLP, jobs: Sequence[JobSGD], lecture: bool = False) -> None:
         super().__init__(model.parameters(), {"lr": jobs[0].lr})
         self.jobs, self.lecture = list(jobs), lecture
+        # each parameter's jobs, in row order (`stacked.layout`), and as an index for tensors
+        self.owners = [model.layout.owners(name) for name in model.layout.params]
+        every = tuple(range(len(self.jobs)))
+        self.rows_of = [None if o == every else torch.tensor(o) for o in self.owners]
         group = self.param_groups[0]
         group["steps_done"] = 0
         group["active"] = [True] * len(self.jobs)
@@ -141,14 +146,28 @@ class StackedSGD(torch.optim.Optimizer):
                 self._sgd(params, jobs, rates[jobs[0]])
         group["steps_done"] += 1
 
+    def _rows(self, params: list[torch.Tensor], jobs: list[int]) -> list[tuple[int, int, int]]:
+        """(parameter index, job, its row) for each of `jobs`' slices: a parameter only some
+        jobs have (a BatchNorm's, a bias) holds a row for each of them alone."""
+        return [
+            (i, j, self.owners[i].index(j))
+            for i in range(len(params))
+            for j in jobs
+            if j in self.owners[i]
+        ]
+
     def _sgd(self, params: list[torch.Tensor], jobs: list[int], rate: float) -> None:
         """torch's SGD step for `jobs` (alike in rate and settings), on their slices."""
         job = self.jobs[jobs[0]]
-        slices = [p[j] for p in params for j in jobs]
-        buffers = self._momentum_buffers(params, jobs) if job.momentum else [None] * len(slices)
+        rows = self._rows(params, jobs)
+        started = self.param_groups[0]["momentum_started"]
+        buffers = [
+            self.state[params[i]]["momentum_buffer"][r] if job.momentum and started[j] else None
+            for i, j, r in rows
+        ]
         sgd(
-            slices,
-            [p.grad[j] for p in params for j in jobs],
+            [params[i][r] for i, _, r in rows],
+            [params[i].grad[r] for i, _, r in rows],
             buffers,
             foreach=job.foreach,
             weight_decay=job.weight_decay,
@@ -159,44 +178,38 @@ class StackedSGD(torch.optim.Optimizer):
             maximize=job.maximize,
         )
         if job.momentum:
-            self._keep_momentum(params, jobs, buffers)
+            self._keep_momentum(params, rows, buffers)
 
-    def _momentum_buffers(self, params: list[torch.Tensor], jobs: list[int]) -> list:
-        """Each job's momentum buffer slices; None where its first step will create them."""
-        started = self.param_groups[0]["momentum_started"]
-        buffers = []
-        for p in params:
-            stacked = self.state[p].get("momentum_buffer")
-            buffers += [stacked[j] if started[j] else None for j in jobs]
-        return buffers
-
-    def _keep_momentum(self, params: list[torch.Tensor], jobs: list[int], buffers: list) -> None:
+    def _keep_momentum(self, params: list[torch.Tensor], rows: list, buffers: list) -> None:
         """Copy buffers torch created on a job's first step into the stacked ones."""
         started = self.param_groups[0]["momentum_started"]
-        fresh = [j for j in jobs if not started[j]]
-        if not fresh:
-            return
-        for i, p in enumerate(params):
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p)
-            for k, j in enumerate(jobs):
-                if not started[j]:
-                    state["momentum_buffer"][j].copy_(buffers[i * len(jobs) + k])
-        for j in fresh:
+        for (i, j, r), buffer in zip(rows, buffers, strict=True):
+            if not started[j]:
+                state = self.state[params[i]]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(params[i])
+                state["momentum_buffer"][r].copy_(buffer)
+        for _, j, _ in rows:
             started[j] = True
 
     def _lecture_step(self, params: list[torch.Tensor], rates: list[float]) -> None:
         device, dtype = params[0].device, params[0].dtype
         neg = torch.tensor([-r for r in rates], dtype=dtype).to(device, non_blocking=True)
-        scales = [_per_job(neg, p) for p in params]
+        scales = [_per_job(self._of(neg, i), p) for i, p in enumerate(params)]
         active = self.active
         if bool(active.all()):
             lecture_step(params, [p.grad for p in params], scales)
             return
         mask = active.to(device)  # 0 * NaN is NaN: a frozen job's update is zeroed instead
         updates = torch._foreach_mul([p.grad for p in params], scales)
-        torch._foreach_add_(params, [torch.where(_per_job(mask, u), u, 0.0) for u in updates])
+        masks = [_per_job(self._of(mask, i), u) for i, u in enumerate(updates)]
+        kept = [torch.where(m, u, 0.0) for m, u in zip(masks, updates, strict=True)]
+        torch._foreach_add_(params, kept)
+
+    def _of(self, values: torch.Tensor, param: int) -> torch.Tensor:
+        """Per-job `values` (N,) for the rows of parameter `param`."""
+        rows = self.rows_of[param]
+        return values if rows is None else values[rows.to(values.device)]
 
 
 def _per_job(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
