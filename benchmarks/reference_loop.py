@@ -58,6 +58,26 @@ class BatchNorm1d:
         return [self.gamma, self.beta]
 
 
+class BatchNormStd:
+    """The lecture's first BatchNorm ("add batch norm layer"): divide by the batch std, keep a
+    running mean and std with momentum 0.001 (`bnmean_running = 0.999 * ... + 0.001 * ...`)."""
+
+    def __init__(self, dim: int) -> None:
+        self.gamma, self.beta = torch.ones((1, dim)), torch.zeros((1, dim))
+        self.running_mean, self.running_std = torch.zeros((1, dim)), torch.ones((1, dim))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        bnmeani, bnstdi = x.mean(0, keepdim=True), x.std(0, keepdim=True)
+        self.out = self.gamma * (x - bnmeani) / bnstdi + self.beta
+        with torch.no_grad():
+            self.running_mean = 0.999 * self.running_mean + 0.001 * bnmeani
+            self.running_std = 0.999 * self.running_std + 0.001 * bnstdi
+        return self.out
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.gamma, self.beta]
+
+
 class Tanh:
     """The notebook's `Tanh`, keeping its output in `.out` as the lecture's layers do."""
 
@@ -70,7 +90,8 @@ class Tanh:
 
 
 def build(network: str, vocab_size: int, g: torch.Generator, device: str) -> tuple:
-    """The lecture's deep network (5 x 100, BatchNorm) or its first MLP (one layer of 200)."""
+    """The lecture's deep network (5 x 100, BatchNorm), its first MLP (one layer of 200), or
+    that MLP with the lecture's first BatchNorm (`batchnorm`: the ablation's last row)."""
     n_embd, block_size = 10, 3
     C = torch.randn((vocab_size, n_embd), generator=g)
     if network == "deep":
@@ -78,6 +99,9 @@ def build(network: str, vocab_size: int, g: torch.Generator, device: str) -> tup
         for _ in range(4):
             layers += [Linear(100, 100, g, bias=False), BatchNorm1d(100), Tanh()]
         layers += [Linear(100, vocab_size, g, bias=False), BatchNorm1d(vocab_size)]
+    elif network == "batchnorm":
+        hidden = [Linear(n_embd * block_size, 200, g, bias=False), BatchNormStd(200)]
+        layers = [*hidden, Tanh(), Linear(200, vocab_size, g)]
     else:
         layers = [Linear(n_embd * block_size, 200, g), Tanh(), Linear(200, vocab_size, g)]
     for layer in layers:  # to the device, as the notebook would with .to(device) everywhere

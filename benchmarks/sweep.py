@@ -9,7 +9,9 @@ init.gain=1,5/3`) with `hydra/launcher=basic` and `=stacked` (interleaved, media
 `--repeats`); the peak memory of a 16-job stacked group (`seed=1..16`); one job's steps/s
 against the lecture's own loop on both networks (`benchmarks.bench`'s measurement); with
 `--ablation`, the wall time of the lecture's five rows (200k steps each) on the stacked
-launcher and their largest distance from the lecture's numbers. Prints one JSON line last.
+launcher, their largest distance from the lecture's numbers, and beside them the time of one
+BatchNorm row (the last) in the lecture's own loop (`reference_loop`, 200k steps): what a
+notebook pays for the one row it cannot skip. Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks import bench
+from benchmarks import bench, reference_loop
+from makemore_lab.data.datamodule import NamesDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
@@ -89,7 +92,22 @@ def ablation(opts: argparse.Namespace, tmp: Path) -> dict[str, float]:
         reference = yaml.safe_load((job / "config.yaml").read_text())["reference"]
         for key in ("train_loss", "val_loss"):
             worst = max(worst, abs(metrics[key] - reference[key]))
-    return {"ablation_seconds": round(seconds, 1), "ablation_max_abs_diff": round(worst, 4)}
+    row = batchnorm_row_seconds(opts)
+    return {
+        "ablation_seconds": round(seconds, 1),
+        "ablation_max_abs_diff": round(worst, 4),
+        "lecture_batchnorm_row_seconds": round(row, 1),
+        "ablation_over_batchnorm_row": round(seconds / row, 3),
+    }
+
+
+def batchnorm_row_seconds(opts: argparse.Namespace, steps: int = 200_000) -> float:
+    """Seconds of the lecture's own loop for its BatchNorm row, `steps` steps, eager."""
+    dm = NamesDataModule(path=opts.data, download=False)
+    dm.setup()
+    x, y = dm.splits["train"]
+    sps = reference_loop.steps_per_second(x, y, "batchnorm", dm.vocab.size, steps, warmup=0)
+    return steps / sps
 
 
 def main() -> None:

@@ -42,6 +42,11 @@ CLI_CASES = [
         r"hydra.launcher.n_jobs=0 is not valid: .*--cfg hydra",
     ),
     (
+        "stacked launcher option",
+        ["-m", "hydra/launcher=stacked", "hydra.launcher.mixed_layers=maybe", "seed=1,2"],
+        "hydra.launcher.mixed_layers='maybe' is not valid: it must be true, false or auto",
+    ),
+    (
         "data file",
         ["data.path={tmp}/does/not/exist.txt"],  # replaces the names file given before it
         "exist.txt does not exist",

@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import FAST, ROOT, on_file, run_cli
-from makemore_lab.launcher.grouping import group_jobs
+from makemore_lab.launcher.grouping import choose_grouping, group_jobs
 from test_dynamics import OFFLINE
 
 HEADLINE = ["model.batchnorm=true,false", "init.gain=1,5/3"]
@@ -51,7 +51,10 @@ def two_sweeps(names_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     tmp = tmp_path_factory.mktemp("sweeps")
     basic = sweep(names_file, tmp / "basic", *HEADLINE)
     figures = "callbacks.dynamics.figures=true"  # the basic sweep: its numbers, not its figures
-    stacked = sweep(names_file, tmp / "stacked", *HEADLINE, "hydra/launcher=stacked", figures)
+    mixed = "hydra.launcher.mixed_layers=true"  # BatchNorm on and off in one group
+    stacked = sweep(
+        names_file, tmp / "stacked", *HEADLINE, "hydra/launcher=stacked", figures, mixed
+    )
     assert basic.returncode == 0, basic.stderr[-3000:]
     assert stacked.returncode == 0, stacked.stderr[-3000:]
     assert "makemore-lab: all 4 jobs completed" in stacked.stdout
@@ -150,8 +153,35 @@ def test_jobs_stack_when_seed_init_learning_rate_or_their_norm_and_activation_di
     )
     grouping = group_jobs(cfgs)
     assert grouping.groups == [[0, 1, 7, 8], [2, 5], [3], [4], [6]]
+    assert group_jobs(cfgs, mixed_layers=False).groups == [[0, 1], [2, 5], [3], [4], [6], [7], [8]]
     assert grouping.alone.keys() == {3, 4, 6}
     assert "no other job shares" in grouping.alone[4]
+
+
+@pytest.mark.parametrize(
+    ("mixed_layers", "slots", "trainer", "groups"),
+    [
+        ("auto", 2, "cpu", 2),  # two groups apart fill the two cores
+        ("auto", 1, "cpu", 1),  # one at a time: together, one group's steps for both
+        ("auto", 2, "gpu", 1),  # a GPU's step costs about its largest job's: together
+        (True, 2, "cpu", 1),
+        (False, 1, "gpu", 2),
+    ],
+)
+def test_jobs_of_other_layers_share_a_group_where_that_is_faster(
+    mixed_layers, slots: int, trainer: str, groups: int
+) -> None:
+    cfgs = configs(
+        *(
+            [f"model.batchnorm={bn}", f"init.gain={g}", f"trainer={trainer}"]
+            for bn in ("true", "false")
+            for g in ("1", "5/3")
+        )
+    )
+    grouping = choose_grouping(cfgs, mixed_layers, slots)
+    assert len(grouping.groups) == groups
+    if (mixed_layers, groups) == ("auto", 2):
+        assert "=true joins them: 1 group)" in grouping.note
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,14 @@ class StackedLauncher(Launcher):
     """Trains a multirun's jobs in stacked groups in this process (makemore_lab.launcher.sweep)."""
 
     def __init__(
-        self, n_jobs: int = 1, executor: str = "local", slurm: DictConfig | None = None
+        self,
+        n_jobs: int = 1,
+        executor: str = "local",
+        slurm: DictConfig | None = None,
+        mixed_layers: bool | str = "auto",
     ) -> None:
         self.n_jobs = n_jobs  # groups at once, each in its own process (-1: one per core)
+        self.mixed_layers = mixed_layers  # jobs of other BatchNorm / activation layers together
         self.executor = executor  # local: processes here; slurm: one array element per group
         self.slurm = slurm  # the SLURM resources of a group (conf/hydra/launcher/stacked_slurm)
         self.config: DictConfig | None = None

@@ -124,6 +124,7 @@ LAUNCHER_CHECKS: dict[str, Check] = {
     "n_jobs": lambda v: None if is_int(v) and v != 0 else "a non-zero integer (-1 = one per core)",
     # the stacked launcher's: its groups as processes here, or as SLURM array elements
     "executor": lambda v: None if v in ("local", "slurm") else "local or slurm",
+    "mixed_layers": lambda v: None if v in (True, False, "auto") else "true, false or auto",
     # submitit's: null leaves the cluster's default
     "timeout_min": optional(POSITIVE_INT),
     "cpus_per_task": optional(POSITIVE_INT),

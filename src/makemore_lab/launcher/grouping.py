@@ -20,12 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 PER_JOB = (
     "seed",
     "init",
-    # which BatchNorm and activation layers a job has: a layer some jobs lack is applied to
-    # the rows of those that have it (`stacked.layout`); the Linear shapes stay the group's
-    "model.batchnorm",
-    "model.output_batchnorm",
-    "model.bn",
-    "model.activation",
     "optim.lr",
     "optim.decay_step",
     "optim.decay_gamma",
@@ -46,6 +40,11 @@ PER_JOB = (
     "reference",
     "logger",
 )
+
+# Which BatchNorm and activation layers a job has: per job too when a group takes jobs of other
+# layers (`mixed_layers`: a layer some jobs lack is applied to the rows of those that have it,
+# `stacked.layout`); the Linear shapes stay the group's.
+LAYERS = ("model.batchnorm", "model.output_batchnorm", "model.bn", "model.activation")
 
 # Each class by its public name (what conf/ says; makemore_lab/model.py, ... re-export it) and
 # by the module that defines it.
@@ -188,12 +187,12 @@ def alone_reason(cfg: DictConfig) -> str | None:
     )
 
 
-def group_key(cfg: DictConfig) -> str:
+def group_key(cfg: DictConfig, mixed_layers: bool = True) -> str:
     """Equal for jobs that can train as one group (of jobs `alone_reason` lets stack): their
-    settings but the per-job ones."""
+    settings but the per-job ones (`mixed_layers`: their `LAYERS` too)."""
     config = OmegaConf.to_container(cfg, resolve=False)  # interpolations as written
     config.pop("hydra", None)
-    for key in PER_JOB:
+    for key in (*PER_JOB, *LAYERS) if mixed_layers else PER_JOB:
         *parents, last = key.split(".")
         node = config
         for parent in parents:
@@ -208,19 +207,56 @@ class Grouping:
 
     groups: list[list[int]]
     alone: dict[int, str]  # job index -> why it trains alone
+    note: str | None = None  # how jobs of other layers were grouped, where that was a choice
 
 
-def group_jobs(cfgs: Sequence[DictConfig]) -> Grouping:
-    """Group the jobs that stack; a job with a reason to train alone is a group of its own."""
+def group_jobs(cfgs: Sequence[DictConfig], mixed_layers: bool = True) -> Grouping:
+    """Group the jobs that stack; a job with a reason to train alone is a group of its own.
+    `mixed_layers`: jobs with other BatchNorm or activation layers may share a group."""
     groups: dict[str, list[int]] = {}
     alone: dict[int, str] = {}
     for i, cfg in enumerate(cfgs):
         reason = alone_reason(cfg)
         if reason is not None:
             alone[i] = reason
-        key = f"alone {i}" if reason is not None else group_key(cfg)
+        key = f"alone {i}" if reason is not None else group_key(cfg, mixed_layers)
         groups.setdefault(key, []).append(i)
     for members in groups.values():
         if len(members) == 1 and members[0] not in alone:
             alone[members[0]] = "no other job shares its network, data, length and trainer"
     return Grouping(list(groups.values()), alone)
+
+
+def choose_grouping(cfgs: Sequence[DictConfig], mixed_layers: Any, slots: int) -> Grouping:
+    """The sweep's groups, jobs of other layers together or apart (`mixed_layers`: true, false,
+    or auto). A group's step costs about what its largest job's does on a GPU, whose steps
+    wait on kernel launches, but about the sum of its jobs' on a CPU: auto mixes them on a GPU,
+    or where the groups apart would outnumber the `slots` that run at once, and otherwise keeps
+    them apart, side by side on the cores (the lecture's five rows: docs/results.md)."""
+    apart = group_jobs(cfgs, mixed_layers=False)
+    if mixed_layers is False:
+        return apart
+    mixed = group_jobs(cfgs, mixed_layers=True)
+    if mixed_layers is True or len(apart.groups) > slots or on_gpu(cfgs[0]):
+        return mixed
+    if len(mixed.groups) < len(apart.groups):
+        n = len(mixed.groups)
+        apart.note = (
+            f"jobs of other BatchNorm or activation layers train in groups of their own, "
+            f"side by side on the CPU, {len(apart.groups)} groups for {slots} at once "
+            f"(hydra.launcher.mixed_layers=auto; =true joins them: {n} group{'s' * (n > 1)})"
+        )
+    return apart
+
+
+def on_gpu(cfg: DictConfig) -> bool:
+    """Whether the job trains on a CUDA device (`trainer.accelerator` gpu or cuda, or auto
+    where there is one)."""
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda"):
+        return True
+    if accelerator == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False

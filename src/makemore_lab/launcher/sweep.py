@@ -31,7 +31,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from makemore_lab.launcher.grouping import Grouping, group_jobs
+from makemore_lab.launcher.grouping import Grouping, choose_grouping
 from makemore_lab.launcher.processes import Task, run_parallel
 from makemore_lab.launcher.slurm import Lost, run_on_slurm
 from makemore_lab.runs import claim as run_claim
@@ -72,11 +72,12 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
         with open_dict(cfg):
             cfg.hydra.job.id = cfg.hydra.job.num = idx
         configs.append(cfg)
-    grouping = group_jobs(configs)
-    groups = grouping.groups
-    describe(grouping, configs)
     n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else (os.cpu_count() or 1)
     on_slurm = launcher.executor == "slurm"
+    slots = (launcher.slurm.get("array_parallelism") or len(configs)) if on_slurm else n_jobs
+    grouping = choose_grouping(configs, launcher.mixed_layers, slots)
+    groups = grouping.groups
+    describe(grouping, configs)
     side_by_side = n_jobs > 1 and len(groups) > 1
     live = not (side_by_side or on_slurm)  # a bar and a model table only on this terminal
     tasks = [group_task(launcher, [configs[i] for i in g], live) for g in groups]
@@ -121,6 +122,8 @@ def describe(grouping: Grouping, configs: list[DictConfig]) -> None:
             lines.append(f"  #{nums}: {len(group)} jobs stacked ({varying or 'defaults'})")
         else:
             lines.append(f"  #{nums} alone: {grouping.alone[group[0]]} ({varying or 'defaults'})")
+    if grouping.note is not None:
+        lines.append(f"  {grouping.note}")
     n = len(grouping.groups)
     log.info(
         "stacked launcher: %d jobs in %d group%s\n%s",

@@ -42,8 +42,9 @@ def align(layers: Sequence[Sequence[nn.Module]]) -> list[list[tuple[int, int]]]:
     """The group's positions, each a list of (job, index of the job's layer there).
 
     Where every job's next layer is alike, one position takes them all; otherwise the jobs whose
-    next layer is optional (BatchNorm, an activation) and alike take one position of their own,
-    and the others wait. Linear layers of different shapes cannot be aligned: ValueError.
+    next layer is optional and alike (a BatchNorm first, else an activation) take one position
+    of their own, and the others wait. Linear layers of other shapes cannot be aligned:
+    ValueError.
     """
     cursors = [0] * len(layers)
     positions: list[list[tuple[int, int]]] = []
@@ -54,7 +55,10 @@ def align(layers: Sequence[Sequence[nn.Module]]) -> list[list[tuple[int, int]]]:
         if len(heads) == len(layers) and len({signature(m) for m in heads.values()}) == 1:
             members = list(heads)
         else:
-            optional = [j for j, m in heads.items() if isinstance(m, OPTIONAL)]
+            # A BatchNorm first: it comes before its block's activation, which then may be
+            # every job's (BatchNorm on and off, one tanh position for all).
+            optional = [j for j, m in heads.items() if isinstance(m, BatchNorm1d)]
+            optional = optional or [j for j, m in heads.items() if isinstance(m, OPTIONAL)]
             if not optional:
                 raise ValueError(
                     "only networks whose Linear layers have the same shapes, in the same "
