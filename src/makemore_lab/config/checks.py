@@ -114,6 +114,7 @@ CHECKS: dict[str, Check] = {
     "callbacks.progress_bar.refresh_rate": integer(0),
     "callbacks.dynamics.histograms": boolean,
     "callbacks.dynamics.figures": boolean,
+    "callbacks.dynamics.figure_workers": integer(0),
     "samples.count": integer(0),
     "samples.seed": SEED,
     "callbacks.dynamics.saturation_threshold": open_unit,

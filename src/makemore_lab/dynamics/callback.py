@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from makemore_lab.dynamics.diagnosis import thresholds_of
+from makemore_lab.dynamics.render import FigurePool
 from makemore_lab.dynamics.report import DynamicsReport
 from makemore_lab.dynamics.stats import WeightStep, collect, to_numbers
 from makemore_lab.dynamics.writer import (
@@ -40,7 +41,7 @@ from makemore_lab.dynamics.writer import (
 from makemore_lab.errors import UserError
 from makemore_lab.job_state import stopped_jobs
 from makemore_lab.network.layers import layer_kind
-from makemore_lab.validation import POSITIVE_INT, require
+from makemore_lab.validation import POSITIVE_INT, integer, require
 
 
 class OutputCapture:
@@ -98,9 +99,11 @@ class TrainingDynamics(Callback):
         job_loggers: Sequence[Sequence[Logger]] | None = None,
         diagnosis: dict[str, float] | None = None,
         context: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+        figure_workers: int = 2,
     ) -> None:
         super().__init__()
         require("callbacks.dynamics.every_n_steps", every_n_steps, POSITIVE_INT)
+        require("callbacks.dynamics.figure_workers", figure_workers, integer(0))
         require("callbacks.dynamics.heatmap_bins", heatmap_bins, POSITIVE_INT)
         if not 0 < saturation_threshold < 1:
             raise UserError(
@@ -123,6 +126,10 @@ class TrainingDynamics(Callback):
         ]
         for job, loggers in zip(self.jobs, job_loggers or [], strict=False):
             job.loggers = loggers
+        # the figures of every job, drawn beside training (`render.py`)
+        self.figure_pool = FigurePool(figure_workers if figures else 0)
+        for job in self.jobs:
+            job.report.pool = self.figure_pool
         self.capture = OutputCapture()
         self._steps_to_collect: set[int] = set()  # the steps of the current chunk to collect
         self._trainer: L.Trainer | None = None
@@ -141,6 +148,8 @@ class TrainingDynamics(Callback):
     # --- exact resume: what was collected before the checkpoint ----------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        # A checkpoint says the figures so far are drawn: they are, before it is written.
+        self.figure_pool.collect()
         if self.stacked:
             return {"jobs": [job.report.state_dict() for job in self.jobs]}
         return self.jobs[0].report.state_dict()
@@ -236,6 +245,12 @@ class TrainingDynamics(Callback):
         for j, job in enumerate(self.jobs):
             if j not in stopped:
                 job.report.finish(self._loggers(job))
+        self.figure_pool.close()  # every job's figures drawn side by side, then logged
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.figure_pool.close()  # the figures asked for before it stopped are still written
 
     def _loggers(self, job: JobOutputs) -> Sequence[Logger]:
         return job.loggers if job.loggers is not None else self._trainer.loggers

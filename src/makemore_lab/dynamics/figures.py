@@ -1,14 +1,15 @@
 """The lecture's diagnostic plots, drawn with matplotlib's object API (no pyplot state).
 
 Each function returns a Figure on an Agg canvas at `DPI`, ready to render once
-(`media.figure_to_array`) for both the PNG and the loggers. Margins are fixed rather
-than computed by a layout engine: constrained layout measured about a third of a figure's cost,
-and these figures have a known shape.
+(`render.draw`) for both the PNG and the loggers. Margins are fixed rather than computed by a
+layout engine: constrained layout measured about a third of a figure's cost, and these
+figures have a known shape. Plain lists and numpy arrays in, no torch: the figures are drawn
+in worker processes (`render.py`).
 """
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -32,19 +33,6 @@ def _one_axes(title: str) -> tuple[Figure, Axes]:
 
 
 Density = tuple[list[float], list[float]]  # bin left edges, density
-
-
-def densities(tensors: dict[str, torch.Tensor]) -> dict[str, Density]:
-    """Each tensor's `torch.histogram(t, bins=100, density=True)`, as the lecture plots it;
-    tensors that are empty or not finite (a diverged run) are left out."""
-    out = {}
-    for label, t in tensors.items():
-        t = t.detach().float().flatten().cpu()
-        if t.numel() == 0 or not torch.isfinite(t).all():
-            continue
-        hy, hx = torch.histogram(t, bins=100, density=True)
-        out[label] = (hx[:-1].tolist(), hy.tolist())
-    return out
 
 
 def plot_densities(ax: Axes, lines: dict[str, Density]) -> None:
@@ -73,7 +61,7 @@ def update_ratio_figure(series: dict[str, tuple[list[int], list[float]]]) -> Fig
     return fig
 
 
-def heatmap_figure(heatmaps: dict[str, tuple[list[int], torch.Tensor, float, float]]) -> Figure:
+def heatmap_figure(heatmaps: dict[str, tuple[list[int], np.ndarray, float, float]]) -> Figure:
     """Per layer, its activation histogram (x) at each collected step (y): how it evolves."""
     n = max(len(heatmaps), 1)
     cols = min(n, 3)
@@ -86,10 +74,10 @@ def heatmap_figure(heatmaps: dict[str, tuple[list[int], torch.Tensor, float, flo
     )
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
     for ax, (label, (steps, counts, lo, hi)) in zip(axes, heatmaps.items(), strict=False):
-        density = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+        density = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         top = steps[-1] if len(steps) > 1 else steps[0] + 1
         ax.imshow(
-            density.numpy(),
+            density,
             aspect="auto",
             origin="lower",
             cmap="viridis",

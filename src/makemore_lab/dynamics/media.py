@@ -11,13 +11,6 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
-from matplotlib.figure import Figure
-
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render a matplotlib figure to an (H, W, 3) uint8 array."""
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 def log_histogram(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,17 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
 from matplotlib.figure import Figure
-from matplotlib.image import imsave
 
 from makemore_lab.atomic import write_json
 from makemore_lab.dynamics.diagnosis import Thresholds, diagnose
 from makemore_lab.dynamics.figures import (
-    densities,
+    Density,
     distribution_figure,
     heatmap_figure,
     update_ratio_figure,
 )
-from makemore_lab.dynamics.media import figure_to_array, log_image, log_text
+from makemore_lab.dynamics.media import log_image, log_text
+from makemore_lab.dynamics.render import FigurePool
 from makemore_lab.dynamics.writer import Row, chart_names
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,23 @@ NONLINEARITIES = ("Tanh", "ReLU", "Identity")
 Shape = tuple[int, ...]
 
 
+def densities(tensors: dict[str, torch.Tensor]) -> dict[str, Density]:
+    """Each tensor's `torch.histogram(t, bins=100, density=True)`, as the lecture plots it;
+    tensors that are empty or not finite (a diverged run) are left out."""
+    out = {}
+    for label, t in tensors.items():
+        t = t.detach().float().flatten().cpu()
+        if t.numel() == 0 or not torch.isfinite(t).all():
+            continue
+        hy, hx = torch.histogram(t, bins=100, density=True)
+        out[label] = (hx[:-1].tolist(), hy.tolist())
+    return out
+
+
 PERCENTILES = torch.linspace(0, 1, 101)  # what a heat-map row keeps of a layer's outputs
 
 
-def bin_percentiles(rows: torch.Tensor, bins: int) -> tuple[torch.Tensor, float, float]:
+def bin_percentiles(rows: torch.Tensor, bins: int) -> tuple[np.ndarray, float, float]:
     """Histograms (steps, bins) of the rows' distributions, given as percentiles (steps, 101),
     over the range of all of them; each 1% between two percentiles is spread evenly."""
     finite = rows[torch.isfinite(rows[:, 0]) & torch.isfinite(rows[:, -1])]
@@ -55,7 +68,7 @@ def bin_percentiles(rows: torch.Tensor, bins: int) -> tuple[torch.Tensor, float,
         np.diff(np.interp(edges, row, probs)) if np.isfinite(row).all() else np.zeros(bins)
         for row in rows.numpy()
     ]
-    return torch.tensor(np.array(counts), dtype=torch.float32), lo, hi
+    return np.array(counts, dtype=np.float32).reshape(len(counts), bins), lo, hi
 
 
 class DynamicsReport:
@@ -80,6 +93,7 @@ class DynamicsReport:
         self.update_series: dict[str, tuple[list[int], list[float]]] = {}
         self.heatmaps: dict[str, tuple[list[int], list[torch.Tensor]]] = {}  # steps, percentiles
         self.snapshot: dict[str, dict[str, torch.Tensor]] = {}  # the last step's tensors
+        self.pool = FigurePool(0)  # who draws the figures (the callback shares one of workers)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -176,7 +190,7 @@ class DynamicsReport:
         for name, density in curves.items():
             what = name.rsplit("_", 1)[0].replace("_", " ")
             title = f"{what} distribution at step {step}"
-            self._save_figure(loggers, name, distribution_figure(density, title), step)
+            self._save_figure(loggers, name, distribution_figure, (density, title), step)
 
     def _save_densities(self, lines: dict[str, Any]) -> None:
         """The plotted densities into `distributions.json`: the table draws a sweep's jobs
@@ -191,15 +205,14 @@ class DynamicsReport:
             self.summarise(loggers, self.last_step, "end of training")
         if not (self.figures and self.update_series):
             return
-        self._save_figure(
-            loggers, "update_data_ratio", update_ratio_figure(self.update_series), self.last_step
-        )
+        series = (self.update_series,)
+        self._save_figure(loggers, "update_data_ratio", update_ratio_figure, series, self.last_step)
         heatmaps = {
             label: (steps, *bin_percentiles(torch.stack(rows), self.heatmap_bins))
             for label, (steps, rows) in self.heatmaps.items()
         }
         self._save_figure(
-            loggers, "activations_over_time", heatmap_figure(heatmaps), self.last_step
+            loggers, "activations_over_time", heatmap_figure, (heatmaps,), self.last_step
         )
 
     def diagnosis_lines(self) -> list[str]:
@@ -243,9 +256,16 @@ class DynamicsReport:
             f"| update:data log10 {stat['update_data_ratio_log10']:+.2f}"
         )
 
-    def _save_figure(self, loggers: Sequence[Logger], name: str, fig: Figure, step: int) -> None:
-        folder = self.dirpath / "figures"
-        folder.mkdir(parents=True, exist_ok=True)
-        image = figure_to_array(fig)  # drawn once, for the file and the loggers
-        imsave(folder / f"{name}.png", image)
-        log_image(loggers, f"figures/{name}", image, step)
+    def _save_figure(
+        self,
+        loggers: Sequence[Logger],
+        name: str,
+        make: Callable[..., Figure],
+        args: tuple[Any, ...],
+        step: int,
+    ) -> None:
+        """`make(*args)` drawn once (by the pool), for `figures/<name>.png` and the loggers."""
+        path = self.dirpath / "figures" / f"{name}.png"
+        self.pool.submit(
+            make, args, path, lambda image: log_image(loggers, f"figures/{name}", image, step)
+        )
