@@ -12,7 +12,7 @@ SEEDS ?= 1
 LECTURE_SEED := 2147483647
 SEED_SWEEP := $(if $(filter-out 1,$(SEEDS)),'seed=range($(LECTURE_SEED),$(shell echo $$(($(LECTURE_SEED) + $(SEEDS)))))')
 
-.PHONY: help install data train sweep ablation table bench bench-seeds bench-sweep bench-slurm bench-gpu test test-all test-slurm slurm-up slurm-down screenshot lint format tensorboard clean
+.PHONY: help install data train sweep ablation table bench bench-startup bench-seeds bench-sweep bench-slurm bench-gpu test test-all test-slurm slurm-up slurm-down screenshot lint format tensorboard clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -46,6 +46,9 @@ table: install  ## the ablation table and plots of a sweep: make table SWEEP=out
 
 bench: install data  ## steps/s against the lecture's own loop: default, no dynamics callback, compiled (minutes)
 	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-startup: install data  ## seconds before training: --help, a refused value, a 3,000-step job's first step
+	$(PY) -m benchmarks.startup $(ARGS)
 
 bench-seeds: install data  ## make ablation with 5 seeds against 1 seed, and the table's time (ARGS="--out DIR" keeps them)
 	$(PY) -m benchmarks.seeds $(ARGS)

@@ -80,3 +80,14 @@ def test_the_seeds_benchmark_times_both_ablations_and_the_table(names_file: Path
     assert summary["table_seconds"] > 0 and summary["jobs"] == 10
     assert len(list((out / "2seeds").glob("[0-9]_*"))) == 10
     assert "| experiment=kaiming | 2 | completed |" in (out / "2seeds" / "ablation.md").read_text()
+
+
+@pytest.mark.slow  # three CLI commands and a 500-step run: `make test-all` runs it
+def test_the_startup_benchmark_splits_a_job_into_before_fit_and_after() -> None:
+    result = run_cli("-m", "benchmarks.startup", "--repeats", "1", "--steps", "500")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["steps"] == 500 and report["help_s"] > 0 and report["refused_s"] > 0
+    parts = ("before_first_step", "fit", "rest")
+    assert all(report[f"job_{p}_s"] > 0 for p in parts)
+    assert abs(sum(report[f"job_{p}_s"] for p in parts) - report["job_process_s"]) < 0.05

@@ -1,11 +1,12 @@
 """Bad input costs one clear sentence, and nothing trains.
 
 A user sees one paragraph on stderr, starting `makemore-lab: error: `, with no traceback, and
-exit status 2; no checkpoint or event file is written. Four commands pin that contract through
-the real CLI: a config value, a launcher option, a data file and a value a class checks when it
-is built. Every other bad value is tested in process, where it is caught: by `check_config`
-(values that go to torch, Lightning or Hydra), by `check_launcher` (a multirun's launcher), or
-by the class that receives it when `train` builds it.
+exit status 2; no checkpoint or event file is written. A few commands pin that contract through
+the real CLI: a config value, launcher options, a data file, a value only torch can judge and an
+output directory. Every other bad value is tested in process, where it is caught: by
+`check_config` (every value of conf/, before torch and Lightning are imported, so a refused
+command answers in about a second), by `check_launcher` (a multirun's launcher), or by torch
+when `train` builds the optimizer.
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ CLI_CASES = [
         ["data.path={tmp}/does/not/exist.txt"],  # replaces the names file given before it
         "exist.txt does not exist",
     ),
-    ("value checked when built", ["model.n_hidden=0"], f"model.n_hidden=0 {POSITIVE_INT}"),
+    (
+        "value checked when built",
+        ["+optim.optimizer.nesterov=true"],
+        r"optim.optimizer \(torch.optim.SGD\) .*[Nn]esterov",
+    ),
     (
         "output directory",
         ["-m", "hydra.sweep.dir=/sys/makemore-lab", "seed=1,2"],  # root may not write there
@@ -91,17 +96,22 @@ CONFIG_CASES = [
     # Lightning's options of automatic optimization only: our steps are manual
     ("trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val=1.0 .* makemore-lab's own"),
     ("trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches=4 .* 1 or null"),
-]
-
-# Values our own classes refuse when `train` builds them (data, network, init, callbacks).
-BUILD_CASES = [
+    # what our own classes check again when built (for code that builds them without a config)
     ("data.chunk_size=0", f"data.chunk_size=0 {POSITIVE_INT}"),
     ("data.batch_size=0", f"data.batch_size=0 {POSITIVE_INT}"),
     ("model.n_layers=-2", f"model.n_layers=-2 {POSITIVE_INT}"),
     ("model.activation=gelu", "model.activation='gelu' is not valid: .* tanh, relu or identity"),
     ("init.scheme=xavier", "init.scheme='xavier' is not valid: .* kaiming or randn"),
+    ("init.output_scheme=he", "init.output_scheme='he' is not valid: .* kaiming or randn"),
+    ("init.bias=ones", "init.bias='ones' is not valid: .* zeros or randn"),
     ("callbacks.dynamics.saturation_threshold=1.5", "strictly between 0 and 1"),
     ("callbacks.dynamics.every_n_steps=0", f"callbacks.dynamics.every_n_steps=0 {POSITIVE_INT}"),
+    ("callbacks.dynamics.heatmap_bins=0", f"callbacks.dynamics.heatmap_bins=0 {POSITIVE_INT}"),
+    ("callbacks.dynamics.diagnosis.dead_pct=abc", "dead_pct='abc' .* a finite number"),
+]
+
+# Values only torch can judge, refused when `train` builds the optimizer and its scheduler.
+BUILD_CASES = [
     ("+optim.scheduler.foo=1", r"optim.scheduler \(torch.optim.lr_scheduler.MultiStepLR\) .*foo"),
     ("+optim.optimizer.nesterov=true", r"optim.optimizer \(torch.optim.SGD\) .*[Nn]esterov"),
 ]
@@ -160,6 +170,42 @@ def test_the_cli_prints_one_paragraph_exits_2_and_trains_nothing(
     paragraph = result.stderr.split("makemore-lab: error: ")[1].strip()
     assert "\n" not in paragraph and re.search(message, paragraph), paragraph
     assert_nothing_trained(where)
+
+
+def test_a_refused_command_and_help_answer_without_importing_torch_or_lightning(
+    tmp_path: Path,
+) -> None:
+    probe = (
+        "import sys\n"
+        "from makemore_lab.cli.app import main\n"
+        "sys.argv = ['train.py', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print('exit', code, 'torch' in sys.modules, 'lightning' in sys.modules, file=sys.stderr)"
+    )
+    for args in (
+        ["model.n_hidden=-3"],
+        ["init.scheme=xavier", "callbacks.dynamics.every_n_steps=0"],
+        ["--help"],
+    ):
+        result = run_cli("-c", probe, *args, f"hydra.run.dir={tmp_path / 'run'}")
+        assert result.stderr.strip().endswith("False False"), (args, result.stderr[-2000:])
+        assert ("makemore-lab: error: " in result.stderr) == (args != ["--help"])
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_our_classes_check_their_arguments_when_built_without_a_config() -> None:
+    from makemore_lab.dynamics import TrainingDynamics
+    from makemore_lab.network.initialization import init_network
+    from makemore_lab.network.model import MLP
+
+    with pytest.raises(UserError, match=f"model.n_hidden=0 {POSITIVE_INT}"):
+        MLP(27, n_hidden=0)
+    with pytest.raises(UserError, match=re.escape("model.activation='gelu'")):
+        MLP(27, activation="gelu")
+    with pytest.raises(UserError, match=re.escape("init.bias='ones'")):
+        init_network(MLP(27, n_layers=1).layers, None, bias="ones")
+    with pytest.raises(UserError, match=re.escape("callbacks.dynamics.heatmap_bins=0")):
+        TrainingDynamics("unused", heatmap_bins=0)
 
 
 @pytest.mark.parametrize(("override", "message"), CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])

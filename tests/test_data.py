@@ -47,6 +47,33 @@ def test_contexts_are_the_lectures_sliding_windows() -> None:
     assert y.tolist() == [e, m, m, a, 0]
 
 
+def lecture_build_dataset(words: list[str], vocab: Vocab, block_size: int) -> tuple:
+    """The lecture's own loop, as the notebook writes it."""
+    xs, ys = [], []
+    for w in words:
+        context = [0] * block_size
+        for ch in w + ".":
+            ix = vocab.stoi[ch]
+            xs.append(context)
+            ys.append(ix)
+            context = context[1:] + [ix]
+    return torch.tensor(xs).view(-1, block_size), torch.tensor(ys)
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 8])
+def test_every_name_gives_the_lectures_examples_in_its_order(
+    real_names: Path, block_size: int
+) -> None:
+    words = real_names.read_text().split()
+    words = [*words[:3000], "a", "zz"]  # the file's start, and names shorter than the context
+    vocab = Vocab.from_words(words)
+    x, y = build_dataset(words, vocab, block_size)
+    want_x, want_y = lecture_build_dataset(words, vocab, block_size)
+    assert torch.equal(x, want_x) and torch.equal(y, want_y) and x.dtype == torch.long
+    empty_x, empty_y = build_dataset([], vocab, block_size)
+    assert empty_x.shape == (0, block_size) and empty_y.shape == (0,)
+
+
 def test_split_is_random_seed_42_then_80_10_10() -> None:
     import random
 

@@ -37,11 +37,10 @@ def integer(low: int | None = None, high: int | None = None) -> Check:
 def number(low: float = -math.inf, high: float = math.inf, open_low: bool = False) -> Check:
     """A finite number in [low, high] ((low, high] with `open_low`)."""
     bracket = "(" if open_low else "["
-    form = (
-        "a positive number"
-        if (low, high, open_low) == (0, math.inf, True)
-        else f"a number in {bracket}{low}, {high}]"
-    )
+    form = {
+        (0, math.inf, True): "a positive number",
+        (-math.inf, math.inf, False): "a finite number",
+    }.get((low, high, open_low), f"a number in {bracket}{low}, {high}]")
 
     def check(v: Any) -> str | None:
         ok = (is_int(v) or isinstance(v, float)) and math.isfinite(v)

@@ -1,9 +1,10 @@
 """Config values checked before anything runs, each failure one sentence naming key and form.
 
-Our own classes check their own arguments when they are built (data and model sizes, init
-schemes and gains, the dynamics callback's settings). The values below go to torch, Lightning
-or Hydra's launchers instead, whose errors arrive as tracebacks far from the key that caused
-them (or, for a negative learning rate, as no error at all), so they are checked here, first.
+Every value a config sets is checked here, before torch and Lightning are imported (seconds),
+so a refused command answers at once. The values that go to torch, Lightning or Hydra's
+launchers would otherwise fail as tracebacks far from their key (a negative learning rate: as
+no error at all). Our own classes check their arguments again when built, with the same forms,
+for code that builds them without a config.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from makemore_lab.errors import UserError
+from makemore_lab.network.choices import ACTIVATION_NAMES, BIAS_INITS, RUNNING_STATS, SCHEMES
 from makemore_lab.network.gains import parse_gain
 from makemore_lab.validation import (
     POSITIVE,
@@ -87,17 +89,28 @@ CHECKS: dict[str, Check] = {
     "compile": boolean,
     "resume": boolean,
     "ckpt_path": lambda v: None if v is None or isinstance(v, str) else "null or a file path",
+    "init.scheme": one_of(SCHEMES),
+    "init.output_scheme": optional(one_of(SCHEMES)),
+    "init.bias": one_of(BIAS_INITS),
     "init.gain": gain,
     "init.bias_scale": float32(positive=False),
     "init.output_scale": float32(positive=False),
     "init.output_bias_scale": float32(positive=False),
+    "model.block_size": POSITIVE_INT,
+    "model.n_embd": POSITIVE_INT,
+    "model.n_hidden": POSITIVE_INT,
+    "model.n_layers": POSITIVE_INT,
+    "model.activation": one_of(ACTIVATION_NAMES),
     "model.batchnorm": boolean,
     "model.output_batchnorm": boolean,
     "model.bn.eps": number(0),
     "model.bn.momentum": number(0, 1),
     "model.bn.unbiased": boolean,
-    "model.bn.running": one_of(("var", "std")),
+    "model.bn.running": one_of(RUNNING_STATS),
     "data.download": boolean,
+    "data.batch_size": POSITIVE_INT,
+    "data.chunk_size": POSITIVE_INT,
+    "data.eval_batch_size": POSITIVE_INT,
     "optim.lr": float32(),
     "optim.optimizer.lr": float32(),  # the optimizer's own (it follows optim.lr by default)
     "optim.decay_step": integer(0),
@@ -112,6 +125,8 @@ CHECKS: dict[str, Check] = {
     "callbacks.model_checkpoint.every_n_train_steps": POSITIVE_INT,
     "callbacks.model_checkpoint.save_top_k": integer(-1),
     "callbacks.progress_bar.refresh_rate": integer(0),
+    "callbacks.dynamics.every_n_steps": POSITIVE_INT,
+    "callbacks.dynamics.heatmap_bins": POSITIVE_INT,
     "callbacks.dynamics.histograms": boolean,
     "callbacks.dynamics.figures": boolean,
     "callbacks.dynamics.figure_workers": integer(0),
@@ -148,9 +163,19 @@ def check_config(cfg: DictConfig) -> None:
         form = check(value)
         if form:
             raise invalid(key, value, form)
+    check_diagnosis(cfg)
     check_cadences(cfg)
     check_block_size(cfg)
     check_batchnorm_batch(cfg)
+
+
+def check_diagnosis(cfg: DictConfig) -> None:
+    """Each rule threshold of the diagnosis is a number (its keys: Hydra refuses a new one
+    unless it is added with `+`, and `dynamics/diagnosis.py` then names the known ones)."""
+    thresholds = OmegaConf.select(cfg, "callbacks.dynamics.diagnosis") or {}
+    for key, value in thresholds.items():
+        if number()(value):
+            raise invalid(f"callbacks.dynamics.diagnosis.{key}", value, number()(value))
 
 
 def check_batchnorm_batch(cfg: DictConfig) -> None:

@@ -13,12 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from makemore_lab.network.choices import BIAS_INITS, SCHEMES
 from makemore_lab.network.gains import parse_gain
 from makemore_lab.network.layers import BatchNorm1d, Embedding, Linear
 from makemore_lab.validation import one_of, require
-
-SCHEMES = ("kaiming", "randn")
-BIAS_INITS = ("zeros", "randn")
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-RUNNING_STATS = ("var", "std")
+from makemore_lab.network.choices import ACTIVATION_NAMES, RUNNING_STATS
 
 
 class Embedding(nn.Module):
@@ -128,7 +128,10 @@ class Identity(nn.Module):
         return x
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": Tanh, "relu": ReLU, "identity": Identity}
+# model.activation: each name of ACTIVATION_NAMES (network/choices.py), in its order
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(
+    zip(ACTIVATION_NAMES, (Tanh, ReLU, Identity), strict=True)
+)
 
 
 def layer_kind(layer: nn.Module) -> str:
