@@ -1,14 +1,16 @@
 """What the driver does for each job once training has ended: evaluate, record, sample, say so.
 
-A solo run and every job of a stacked group end the same way (`finish_job`): each split's loss
-with the trained network, the run's HParams session, `metrics.json`, `samples.txt` and the end
-summary; a job whose loss stopped being finite is recorded where it stopped (`record_diverged`).
+A solo run and every job of a stacked group end the same way: each split's loss with the
+trained network, every job's at once (`evaluate_jobs`), then per job (`finish_job`) the run's
+HParams session, `metrics.json`, `samples.txt` and the end summary; a job whose loss stopped
+being finite is recorded where it stopped (`record_diverged`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,6 @@ import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
 from torch import nn
 
-from makemore_lab.data.datamodule import NamesDataModule
 from makemore_lab.data.names import Vocab
 from makemore_lab.dynamics.callback import TrainingDynamics
 from makemore_lab.errors import TrainingDiverged
@@ -28,18 +29,54 @@ from makemore_lab.runs.job import Job
 from makemore_lab.runs.summary import end_summary
 from makemore_lab.training.divergence import blew_up, diverged
 from makemore_lab.training.engine import Engine
-from makemore_lab.training.module import split_loss
+from makemore_lab.training.evaluation import SPLITS, Losses, eval_threads, split_losses
 
 log = logging.getLogger(__name__)
 
 
-def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dict[str, Any]:
-    """Job `job`'s outputs: evaluated, recorded, sampled and summarised; its metrics."""
+@dataclass
+class Evaluation:
+    """Every trained job's split losses (its exception if its evaluation raised, None if it
+    diverged) and the threads that computed them."""
+
+    losses: list[Losses | Exception | None]
+    threads: int
+
+
+def evaluate_jobs(engine: Engine) -> Evaluation:
+    """The split losses of every job that trained to the end, computed together
+    (`training/evaluation.py`: on `eval_threads` threads, each loss as one thread gives it)."""
+    # Lightning hands the model back on the CPU after fit: evaluate (and sample) where the
+    # splits live, the training device.
+    device = engine.datamodule.splits["train"][0].device
+    losses: list[Losses | Exception | None] = [None] * len(engine.jobs)
+    nets: dict[int, nn.Module] = {}
+    for job in range(len(engine.jobs)):
+        if job not in engine.diverged:
+            try:
+                nets[job] = engine.network(job).to(device)
+            except Exception as err:  # the job's own failure, recorded by `finish_or_fail`
+                losses[job] = err
+    threads = eval_threads(engine.jobs[0].cfg.get("eval_threads"), device)
+    splits = {split: engine.datamodule.eval_batches(split) for split in SPLITS}
+    for job, result in zip(nets, split_losses(list(nets.values()), splits, threads), strict=True):
+        losses[job] = result
+    return Evaluation(losses, threads)
+
+
+def finish_job(
+    engine: Engine, job: int, fit_seconds: float, wall: float, evaluation: Evaluation
+) -> dict[str, Any]:
+    """Job `job`'s outputs: its losses recorded, samples drawn, summarised; its metrics."""
     if job in engine.diverged:
         return record_diverged(engine, job)
+    losses = evaluation.losses[job]
+    if isinstance(losses, Exception):
+        raise losses
+    assert losses is not None  # a job that did not diverge was evaluated
     resolved, vocab = engine.jobs[job], engine.datamodule.vocab
     net, steps = engine.network(job), engine.trainer.global_step
-    losses = evaluate(net, engine.datamodule, engine.loggers(job), steps, resolved.run_dir)
+    record_final_losses(losses, engine.loggers(job), steps, resolved.run_dir)
     metrics = final_metrics(
         resolved.run_dir,
         engine.step0_loss(job),
@@ -50,6 +87,7 @@ def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dic
         wall_seconds=wall,
         vocab_size=vocab.size,
     )
+    metrics["eval_threads"] = evaluation.threads
     metrics["diagnosis"] = diagnosis_of(engine.trainer, job)
     if len(engine.jobs) > 1:
         metrics["stacked_group"] = {"jobs": len(engine.jobs), "index": job}
@@ -57,13 +95,15 @@ def finish_job(engine: Engine, job: int, fit_seconds: float, wall: float) -> dic
     return metrics
 
 
-def finish_or_fail(engine: Engine, job: int, fit_seconds: float, wall: float) -> dict[str, Any]:
+def finish_or_fail(
+    engine: Engine, job: int, fit_seconds: float, wall: float, evaluation: Evaluation
+) -> dict[str, Any]:
     """`finish_job`; in a group, an error there (evaluation, samples, records) is the job's
     own: recorded `failed` with its cause, while the other jobs finish."""
     if len(engine.jobs) == 1:
-        return finish_job(engine, job, fit_seconds, wall)
+        return finish_job(engine, job, fit_seconds, wall, evaluation)
     try:
-        return finish_job(engine, job, fit_seconds, wall)
+        return finish_job(engine, job, fit_seconds, wall, evaluation)
     except Exception as err:
         run_dir = engine.jobs[job].run_dir
         log.exception("job %s failed after training", run_dir)
@@ -99,29 +139,17 @@ def finish(job: Job, net: nn.Module, vocab: Vocab, metrics: dict[str, Any]) -> N
     log.info("finished\n%s", end_summary(metrics, str(job.run_dir)))
 
 
-def evaluate(
-    net: nn.Module,
-    datamodule: NamesDataModule,
-    loggers: Sequence[Logger],
-    step: int,
-    run_dir: Path,
-) -> dict[str, float]:
-    """Each split's mean loss with the trained network, logged as final/<split>_loss beside
-    the run's HParams session (`runs/hparams.py`)."""
-    # Lightning hands the model back on the CPU after fit: evaluate (and sample) where the
-    # splits live, the training device.
-    net.to(datamodule.splits["train"][0].device)
-    losses = {
-        f"{split}_loss": split_loss(net, datamodule.eval_batches(split))
-        for split in ("train", "val", "test")
-    }
+def record_final_losses(
+    losses: Losses, loggers: Sequence[Logger], step: int, run_dir: Path
+) -> None:
+    """Each split's loss logged as final/<split>_loss beside the run's HParams session
+    (`runs/hparams.py`); the loggers closed."""
     hparams.log_session(loggers, run_dir, completed=True)
     for logger in loggers:
         logger.log_metrics({f"final/{k}": v for k, v in losses.items()}, step=step)
         logger.finalize("success")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # each job of a multirun is its own W&B run
-    return losses
 
 
 def final_metrics(

@@ -2,10 +2,10 @@
 
 `prepare_job` checks a job, claims its run directory, writes Hydra's record there and resolves
 the job once (`runs/job.py`); `train_jobs` builds the engine (`SoloEngine` for one job,
-`StackedEngine` for a stacked group), fits it, records an interruption, then, per job,
-evaluates, records, samples and summarises (`finish.py`). `train(cfg)` is both for one run:
-tests call it with configs from Hydra's compose API, `app.py` for `python train.py`, the
-stacked launcher per job and group.
+`StackedEngine` for a stacked group), fits it, records an interruption, evaluates every job
+at once, then, per job, records, samples and summarises (`finish.py`). `train(cfg)` is both
+for one run: tests call it with configs from Hydra's compose API, `app.py` for
+`python train.py`, the stacked launcher per job and group.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from makemore_lab.config.checks import check_config, check_device
 from makemore_lab.errors import RunInterrupted, StoppedAfterTraining
-from makemore_lab.finish import divergence_error, finish_or_fail, record_diverged
+from makemore_lab.finish import divergence_error, evaluate_jobs, finish_or_fail, record_diverged
 from makemore_lab.runs import claim as run_claim
 from makemore_lab.runs import hydra_record
 from makemore_lab.runs import record as run_record
@@ -88,7 +88,10 @@ def train_jobs(
     with HeldSignals() as held:  # a signal once training has ended waits for the records
         fit_seconds = fit(engine, held)
         wall = time.perf_counter() - started
-        metrics = [finish_or_fail(engine, job, fit_seconds, wall) for job in range(len(jobs))]
+        evaluation = evaluate_jobs(engine)
+        metrics = [
+            finish_or_fail(engine, job, fit_seconds, wall, evaluation) for job in range(len(jobs))
+        ]
     if held.signum is not None:
         raise StoppedAfterTraining(held.signum, resume_command(jobs[0].cfg))
     if len(jobs) == 1 and engine.diverged:  # a solo run stops with its error (exit status 2)

@@ -86,6 +86,7 @@ def open_unit(value: Any) -> str | None:
 CHECKS: dict[str, Check] = {
     "seed": SEED,
     "threads": optional(POSITIVE_INT),
+    "eval_threads": optional(POSITIVE_INT),
     "compile": boolean,
     "resume": boolean,
     "ckpt_path": lambda v: None if v is None or isinstance(v, str) else "null or a file path",

@@ -7,7 +7,7 @@ job's loss is computed (compiled when asked) and its optimizer stepped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -17,20 +17,7 @@ from torch import nn
 
 from makemore_lab.job_state import job_hparams
 from makemore_lab.network.optim import direct_update
-from makemore_lab.training.chunk_loop import Batch, ChunkModule
-
-
-@torch.no_grad()
-def split_loss(net: nn.Module, batches: Iterable[Batch]) -> float:
-    """Mean cross-entropy over every example of `batches`, in eval mode (running BN stats)."""
-    was_training = net.training
-    net.eval()
-    total, count = 0.0, 0
-    for x, y in batches:
-        total += F.cross_entropy(net(x), y, reduction="sum").item()
-        count += y.numel()
-    net.train(was_training)
-    return total / count
+from makemore_lab.training.chunk_loop import ChunkModule
 
 
 class MakemoreModule(ChunkModule):
