@@ -59,8 +59,9 @@ def timed(
     return started, time.time() - started, result
 
 
-def job_costs(root: Path, steps: int, out: Path) -> dict[str, float]:
-    """One default job of `steps` steps: seconds before its first step, its fit, the rest."""
+def job_costs(root: Path, steps: int, out: Path, data: Path | None) -> dict[str, float]:
+    """One default job of `steps` steps (on `data`; None: the config's names file): seconds
+    before its first step, its fit, the rest."""
     clock = out / "first_step.txt"
     # this file under a name of its own: another checkout's `benchmarks` would shadow ours
     shutil.copy(__file__, out / "makemore_startup_clock.py")
@@ -71,6 +72,7 @@ def job_costs(root: Path, steps: int, out: Path) -> dict[str, float]:
         f"+callbacks.first_step.path={clock}",
         "callbacks.progress_bar=null",
         "trainer.enable_progress_bar=false",
+        *([f"data.path={data}"] if data is not None else []),
     ]
     started, wall, result = timed(root, args, path=out)
     if result.returncode != 0:
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to time")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--data", type=Path, default=None, help="names file (default: conf's)")
     args = parser.parse_args()
     root = args.root.resolve()
     seconds: dict[str, list[float]] = {"help": [], "refused": []}
@@ -96,7 +99,7 @@ def main() -> None:
                 _, took, result = timed(root, argv)
                 assert result.returncode == (0 if name == "help" else 2), result.stderr[-2000:]
                 seconds[name].append(took)
-        job = job_costs(root, args.steps, Path(tmp))
+        job = job_costs(root, args.steps, Path(tmp), args.data)
     report = {
         "root": root.name,
         "help_s": round(statistics.median(seconds["help"]), 2),

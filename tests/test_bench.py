@@ -83,8 +83,9 @@ def test_the_seeds_benchmark_times_both_ablations_and_the_table(names_file: Path
 
 
 @pytest.mark.slow  # three CLI commands and a 500-step run: `make test-all` runs it
-def test_the_startup_benchmark_splits_a_job_into_before_fit_and_after() -> None:
-    result = run_cli("-m", "benchmarks.startup", "--repeats", "1", "--steps", "500")
+def test_the_startup_benchmark_splits_a_job_into_before_fit_and_after(names_file: Path) -> None:
+    args = ("--repeats", "1", "--steps", "500", "--data", str(names_file))
+    result = run_cli("-m", "benchmarks.startup", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["steps"] == 500 and report["help_s"] > 0 and report["refused_s"] > 0
