@@ -79,6 +79,46 @@ class JobOutputs:
     report: DynamicsReport
     loggers: Sequence[Logger] | None = None
 
+    def write(
+        self,
+        loggers: Sequence[Logger],
+        step: int,
+        rows: list[Row],
+        tensors: dict[str, dict[str, torch.Tensor]],
+        histograms: bool,
+    ) -> None:
+        """One collected step's rows and tensors to the CSV, `loggers` (scalars, histograms)
+        and the report."""
+        names = chart_names(self.report.layers)
+        self.csv.append(rows, names)
+        log_scalars(loggers, rows, step, names)
+        self.report.add(step, rows, tensors["act"], tensors["act_grad"], tensors["weight_grad"])
+        if histograms:
+            log_histograms(loggers, step, names, tensors)
+
+
+def job_outputs(
+    dirpaths: list[Path],
+    figures: bool,
+    heatmap_bins: int,
+    diagnosis: dict[str, float] | None,
+    context: dict[str, Any] | Sequence[dict[str, Any]] | None,
+    job_loggers: Sequence[Sequence[Logger]] | None,
+) -> list[JobOutputs]:
+    """Each job's CSV and report in its directory, with its diagnosis context and loggers."""
+    thresholds = thresholds_of(diagnosis)
+    contexts = context if isinstance(context, list | tuple) else [context] * len(dirpaths)
+    jobs = [
+        JobOutputs(
+            DynamicsCsv(d / "dynamics.csv"),
+            DynamicsReport(d, figures, heatmap_bins, thresholds, dict(c or {})),
+        )
+        for d, c in zip(dirpaths, contexts, strict=True)
+    ]
+    for job, loggers in zip(jobs, job_loggers or [], strict=False):
+        job.loggers = loggers
+    return jobs
+
 
 class TrainingDynamics(Callback):
     """Per-layer activation, gradient and update statistics at a fixed cadence (see module doc).
@@ -115,17 +155,7 @@ class TrainingDynamics(Callback):
         self.histograms = histograms
         self.stacked = job_loggers is not None
         dirpaths = [Path(d) for d in dirpath] if self.stacked else [Path(dirpath)]
-        thresholds = thresholds_of(diagnosis)
-        contexts = context if isinstance(context, list | tuple) else [context] * len(dirpaths)
-        self.jobs = [
-            JobOutputs(
-                DynamicsCsv(d / "dynamics.csv"),
-                DynamicsReport(d, figures, heatmap_bins, thresholds, dict(c or {})),
-            )
-            for d, c in zip(dirpaths, contexts, strict=True)
-        ]
-        for job, loggers in zip(self.jobs, job_loggers or [], strict=False):
-            job.loggers = loggers
+        self.jobs = job_outputs(dirpaths, figures, heatmap_bins, diagnosis, context, job_loggers)
         # the figures of every job, drawn beside training (`render.py`)
         self.figure_pool = FigurePool(figure_workers if figures else 0)
         for job in self.jobs:
@@ -278,25 +308,9 @@ class TrainingDynamics(Callback):
                 if s.layer in names  # a layer of other jobs only: this job's rows passed by
             ]
             tensors = {key: self._own(t, j) for key, t in captured.items()}
-            self._write(job, step, rows, tensors)
+            job.write(self._loggers(job), step, rows, tensors, self.histograms)
 
     def _own(self, captured: dict[str, torch.Tensor], job: int) -> dict[str, torch.Tensor]:
         """Job `job`'s tensors among `captured` (its rows of a group's), under its own names."""
         names = self._names[job]
         return {names[n]: t[job] if self.stacked else t for n, t in captured.items() if n in names}
-
-    def _write(
-        self,
-        job: JobOutputs,
-        step: int,
-        rows: list[Row],
-        tensors: dict[str, dict[str, torch.Tensor]],
-    ) -> None:
-        """One job's rows and tensors to its CSV, loggers (scalars, histograms) and report."""
-        names = chart_names(job.report.layers)
-        job.csv.append(rows, names)
-        loggers = self._loggers(job)
-        log_scalars(loggers, rows, step, names)
-        job.report.add(step, rows, tensors["act"], tensors["act_grad"], tensors["weight_grad"])
-        if self.histograms:
-            log_histograms(loggers, step, names, tensors)
