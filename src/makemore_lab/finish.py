@@ -37,10 +37,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class Evaluation:
     """Every trained job's split losses (its exception if its evaluation raised, None if it
-    diverged) and the threads that computed them."""
+    diverged), the threads that computed them, and the networks evaluated (by job)."""
 
     losses: list[Losses | Exception | None]
     threads: int
+    nets: dict[int, nn.Module]
 
 
 def evaluate_jobs(engine: Engine) -> Evaluation:
@@ -61,7 +62,7 @@ def evaluate_jobs(engine: Engine) -> Evaluation:
     splits = {split: engine.datamodule.eval_batches(split) for split in SPLITS}
     for job, result in zip(nets, split_losses(list(nets.values()), splits, threads), strict=True):
         losses[job] = result
-    return Evaluation(losses, threads)
+    return Evaluation(losses, threads, nets)
 
 
 def finish_job(
@@ -75,7 +76,7 @@ def finish_job(
         raise losses
     assert losses is not None  # a job that did not diverge was evaluated
     resolved, vocab = engine.jobs[job], engine.datamodule.vocab
-    net, steps = engine.network(job), engine.trainer.global_step
+    net, steps = evaluation.nets[job], engine.trainer.global_step
     record_final_losses(losses, engine.loggers(job), steps, resolved.run_dir)
     metrics = final_metrics(
         resolved.run_dir,
