@@ -175,8 +175,9 @@ def check_diagnosis(cfg: DictConfig) -> None:
     unless it is added with `+`, and `dynamics/diagnosis.py` then names the known ones)."""
     thresholds = OmegaConf.select(cfg, "callbacks.dynamics.diagnosis") or {}
     for key, value in thresholds.items():
-        if number()(value):
-            raise invalid(f"callbacks.dynamics.diagnosis.{key}", value, number()(value))
+        form = number()(value)
+        if form:
+            raise invalid(f"callbacks.dynamics.diagnosis.{key}", value, form)
 
 
 def check_batchnorm_batch(cfg: DictConfig) -> None:
