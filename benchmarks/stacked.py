@@ -10,8 +10,10 @@ default config (the dynamics callback, checkpoints, a CSV logger, evaluation and
 included; N = 1 is the solo engine), job-steps over the fit's seconds. "core": the stacked
 engine's own chunk loop alone (`StackedModule.train_steps` on the engine's chunk stream, the
 lecture's SGD), no Lightning, no statistics. "graphed" (`--graphs`, CUDA only): the core
-with each optimizer step captured once as a CUDA graph and replayed (the step is hundreds of
-tiny kernel launches at these sizes; a graph launches them as one). Prints a table and, last,
+with the training path's CUDA graphs, each step replayed from the graph of its kind (a step is
+hundreds of tiny kernel launches at these sizes; a graph launches them as one). The driver
+captures them too on a GPU (`cuda_graphs=true`, the default; `--override cuda_graphs=false`
+for the eager steps). Prints a table and, last,
 one JSON line with each per N, the speed-ups over N = 1, and one job against the lecture's own
 loop (`benchmarks/reference_loop.py`), all measured in the same run.
 """
@@ -40,6 +42,7 @@ from makemore_lab.stacked.module import StackedModule
 from makemore_lab.stacked.network import StackedMLP
 from makemore_lab.stacked.sgd import JobSGD
 from makemore_lab.train import train_jobs
+from makemore_lab.training.graphs import StepGraphs
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL: dict[tuple[str, int], list[torch.Tensor]] = {}  # each way's final weights, to compare
@@ -111,49 +114,17 @@ def timed(
 
 
 def graphed_steps_per_second(args: argparse.Namespace, jobs: int) -> float:
-    """As `job_steps_per_second`, each step replayed from one captured CUDA graph of the
-    module's step (its losses, backward and `StackedSGD.update`): the minibatch copied into
-    the graph's input, forward, backward and update in one launch."""
+    """As `job_steps_per_second`, with the training path's CUDA graphs (`training/graphs.py`:
+    each step replayed from the graph of its kind, what `cuda_graphs=true` does on a GPU)."""
     module, stream = core_setup(args, jobs)
-    params, update = list(module.parameters()), module.chunk_update()
-    x, y, batch = stream.x, stream.y, stream.batch_size
-    # the graph's inputs: any first minibatch (the generators' draws are left for training)
-    static_x = x[:batch].expand(jobs, 1, *x[:batch].shape).clone()
-    static_y = y[:batch].expand(jobs, 1, batch).clone()
+    module.graphs = StepGraphs(module)
+    count = StepCount()
 
-    def step() -> torch.Tensor:
-        loss = module.job_losses(static_x, static_y, 0, False)
-        loss.sum().backward()
-        update()
-        return loss.detach()
+    def train(first: int, xs: torch.Tensor, ys: torch.Tensor) -> None:
+        losses, _ = module.train_steps(xs, ys, first, xs.shape[1], count)
+        losses.tolist()
 
-    state = list(module.net.state_dict().values())
-    start = [t.detach().clone() for t in state]
-    side = torch.cuda.Stream()  # warm-up on a side stream, as torch's docs ask before capture
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            for p in params:
-                p.grad = None
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    for p in params:
-        p.grad = None
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        losses = step()
-    with torch.no_grad():  # undo the warm-up: the same start and steps as the core's
-        for t, t0 in zip(state, start, strict=True):
-            t.copy_(t0)
-
-    def replay(first: int, xs: torch.Tensor, ys: torch.Tensor) -> None:
-        for i in range(xs.shape[1]):
-            static_x.copy_(xs[:, i : i + 1])
-            static_y.copy_(ys[:, i : i + 1])
-            graph.replay()
-        assert bool(torch.isfinite(losses).all())  # once per chunk, as the driver reads them
-
-    return timed(args, "graphed", module, stream, replay)
+    return timed(args, "graphed", module, stream, train)
 
 
 def driver_steps_per_second(args: argparse.Namespace, jobs: int) -> float:

@@ -78,6 +78,7 @@ CONFIG_CASES = [
     ("init.gain=abc", "init.gain='abc' is not a valid gain"),
     ("init.gain=5/0", "is not a valid gain.*divides by zero"),
     ("seed=-1", "seed=-1 is not valid: it must be an integer from 0 to"),
+    ("cuda_graphs=auto", "cuda_graphs='auto' is not valid"),
     ("threads=0", "threads=0 is not valid: it must be null or a positive integer"),
     ("resume=maybe", "resume='maybe' is not valid: it must be true or false"),
     ("samples.count=-1", "samples.count=-1"),

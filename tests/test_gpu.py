@@ -51,3 +51,34 @@ def test_a_stacked_group_trains_on_one_gpu_as_its_solo_runs_do(names_file, tmp_p
         assert ckpt["global_step"] == a["steps"]
         weights = list(ckpt["state_dict"].values())
         assert weights and all(w.is_cuda for w in weights)  # trained on the GPU, saved from it
+
+
+def gpu_metrics(run_dir) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "sweep",
+    [[], ["-m", "optim.lr=0.1,0.05", "hydra/launcher=stacked"]],
+    ids=["solo", "stacked-own-rates"],
+)
+def test_steps_replayed_from_cuda_graphs_train_as_the_eager_steps(
+    names_file, tmp_path, sweep
+) -> None:
+    # 40 steps, the rate decayed at 20: two kinds of step, each warmed up, captured, replayed.
+    common = [*on_file(names_file), *FAST, "trainer=gpu", "trainer.max_steps=40"]
+    common += ["optim.decay_step=20", *sweep]
+    runs = {}
+    for graphs in ("true", "false"):
+        where = tmp_path / graphs
+        place = f"hydra.sweep.dir={where}" if sweep else f"hydra.run.dir={where}"
+        result = run_cli("train.py", *common, f"cuda_graphs={graphs}", place)
+        assert result.returncode == 0, result.stderr[-3000:]
+        dirs = sorted(p.parent for p in where.rglob("metrics.json"))
+        runs[graphs] = [gpu_metrics(d) for d in dirs]
+    assert len(runs["true"]) == (2 if sweep else 1)
+    for captured, eager in zip(runs["true"], runs["false"], strict=True):
+        assert captured["cuda_graphs"].startswith("captured: 2 graph(s)"), captured["cuda_graphs"]
+        assert eager["cuda_graphs"] == "eager: cuda_graphs=false"
+        for key in ("step0_loss", "train_loss", "val_loss", "test_loss"):
+            assert captured[key] == eager[key], key  # the same kernels, replayed

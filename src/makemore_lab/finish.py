@@ -89,6 +89,7 @@ def finish_job(
         vocab_size=vocab.size,
     )
     metrics["eval_threads"] = evaluation.threads
+    metrics["cuda_graphs"] = engine.module.graph_note()
     metrics["diagnosis"] = diagnosis_of(engine.trainer, job)
     if len(engine.jobs) > 1:
         metrics["stacked_group"] = {"jobs": len(engine.jobs), "index": job}

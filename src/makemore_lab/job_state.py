@@ -35,6 +35,20 @@ class JobState:
     diverged: dict[str, Any] | None = None  # where its loss stopped being finite
     sampler_state: torch.Tensor | None = None  # its generator's, after the chunk trained on
 
+    def window_means(
+        self, first: int, losses: list[float], steps: list[int]
+    ) -> list[tuple[int, float]]:
+        """(step, mean loss of the window ending there) for each logged step of a chunk from
+        step `first`; the losses after the last logged step wait for the next chunk's."""
+        means, start = [], 0
+        for step in steps:
+            end = step - first + 1
+            window, self.window = self.window + losses[start:end], []
+            means.append((step, sum(window) / len(window)))
+            start = end
+        self.window += losses[start:]
+        return means
+
     def entries(self) -> dict[str, Any]:
         """This job's keys of its checkpoint file."""
         return {

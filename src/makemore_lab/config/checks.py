@@ -88,6 +88,7 @@ CHECKS: dict[str, Check] = {
     "threads": optional(POSITIVE_INT),
     "eval_threads": optional(POSITIVE_INT),
     "compile": boolean,
+    "cuda_graphs": boolean,
     "resume": boolean,
     "ckpt_path": lambda v: None if v is None or isinstance(v, str) else "null or a file path",
     "init.scheme": one_of(SCHEMES),

@@ -10,12 +10,25 @@ arithmetic exactly; the default `optim=sgd` keeps torch's optimizer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, NamedTuple
 
 import torch
 
 Update = Callable[[], None]
+
+
+class StepUpdate(NamedTuple):
+    """One optimizer step split for CUDA-graph capture (`training/graphs.py`).
+
+    `apply` is the device work alone; the host values it reads (learning rates as Python
+    floats, which jobs are frozen) are fixed by `key`, so a graph captured for one key replays
+    that step exactly. `done` is the host bookkeeping after each step (step counts).
+    """
+
+    key: Hashable
+    apply: Update
+    done: Update
 
 
 class LectureSGD(torch.optim.Optimizer):
@@ -77,10 +90,28 @@ def direct_update(optimizer: torch.optim.Optimizer) -> Update | None:
 
     def update() -> None:
         math()
-        # What the step wrapper records for the learning-rate scheduler, which warns otherwise.
-        optimizer._opt_called = True  # type: ignore[attr-defined]
+        _called(optimizer)
 
     return update
+
+
+def plain_update(optimizer: torch.optim.Optimizer) -> Callable[[], StepUpdate] | None:
+    """For plain SGD (as `direct_update`), a function giving each next step as a `StepUpdate`
+    keyed by the learning rates it uses; None for any other optimizer."""
+    math = _plain_sgd(optimizer)
+    if math is None:
+        return None
+
+    def next_update() -> StepUpdate:
+        rates = tuple(group["lr"] for group in optimizer.param_groups)
+        return StepUpdate(rates, math, lambda: _called(optimizer))
+
+    return next_update
+
+
+def _called(optimizer: torch.optim.Optimizer) -> None:
+    # What the step wrapper records for the learning-rate scheduler, which warns otherwise.
+    optimizer._opt_called = True  # type: ignore[attr-defined]
 
 
 def _plain_sgd(optimizer: torch.optim.Optimizer) -> Update | None:

@@ -77,6 +77,7 @@ class StackedEngine(Engine):
             generators=generators,
             job_loggers=loggers,
             job_hparams=[job_hparams(job.config, vocab.chars) for job in jobs],
+            cuda_graphs=cfgs[0].cuda_graphs,
         )
         lasts = [job.last for job in jobs]  # None: checkpoints are off
         on_interrupt = SaveOnInterrupt(*lasts) if lasts[0] is not None else None

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 
+from makemore_lab.network.optim import StepUpdate
 from makemore_lab.stacked.network import StackedMLP, job_losses
 from makemore_lab.stacked.sgd import JobSGD, StackedSGD
 from makemore_lab.training.chunk_loop import ChunkModule
@@ -32,8 +33,9 @@ class StackedModule(ChunkModule):
         generators: Sequence[torch.Generator],
         job_loggers: Sequence[Sequence[Logger]],
         job_hparams: Sequence[dict[str, Any]] = (),
+        cuda_graphs: bool = True,
     ) -> None:
-        super().__init__(generators)
+        super().__init__(generators, cuda_graphs)
         self.net, self.job_optimizers, self.lecture = net, list(optimizers), lecture
         self.loggers_of = [list(loggers) for loggers in job_loggers]
         self.job_hparams = list(job_hparams)
@@ -55,6 +57,12 @@ class StackedModule(ChunkModule):
 
     def chunk_update(self) -> Callable[[], None]:
         return self.sgd.update
+
+    def next_update(self) -> StepUpdate:
+        return self.sgd.next_update()
+
+    def graph_refusal(self) -> str | None:
+        return self.sgd.capture_refusal()
 
     def rates(self, step: int) -> list[float]:
         return self.sgd.rates(step)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.sgd import sgd
 
-from makemore_lab.network.optim import lecture_step, plain_step
+from makemore_lab.network.optim import StepUpdate, lecture_step, plain_step
 from makemore_lab.stacked.network import StackedMLP
 
 
@@ -97,14 +98,11 @@ class StackedSGD(torch.optim.Optimizer):
         self.owners = [model.layout.owners(name) for name in model.layout.params]
         every = tuple(range(len(self.jobs)))
         self.rows_of = [None if o == every else torch.tensor(o) for o in self.owners]
+        self._device_tensors: dict[tuple[Any, ...], list[torch.Tensor]] = {}  # `_on_device`
         group = self.param_groups[0]
         group["steps_done"] = 0
         group["active"] = [True] * len(self.jobs)
         group["momentum_started"] = [False] * len(self.jobs)
-
-    @property
-    def active(self) -> torch.Tensor:
-        return torch.tensor(self.param_groups[0]["active"], dtype=torch.bool)
 
     def freeze(self, jobs: Sequence[int]) -> None:
         """Stop updating these jobs (they diverged)."""
@@ -126,8 +124,29 @@ class StackedSGD(torch.optim.Optimizer):
     def update(self) -> None:
         """One step of every active job: `step` without the closure and torch's step hooks."""
         group = self.param_groups[0]
-        params, rates = group["params"], self.rates(group["steps_done"])
-        active = group["active"]
+        self._apply(tuple(self.rates(group["steps_done"])), tuple(group["active"]))
+        self._count()
+
+    def next_update(self) -> StepUpdate:
+        """The next step as a `StepUpdate`: keyed by each job's rate and which jobs train."""
+        group = self.param_groups[0]
+        rates, active = tuple(self.rates(group["steps_done"])), tuple(group["active"])
+        return StepUpdate((rates, active), partial(self._apply, rates, active), self._count)
+
+    def capture_refusal(self) -> str | None:
+        """Why this optimizer's steps cannot be captured as CUDA graphs (None: they can)."""
+        for j, job in enumerate(self.jobs):
+            if not job.plain:  # torch's momentum path keeps host state (whose buffers started)
+                return f"job #{j} uses momentum, weight decay or maximize (plain SGD only)"
+        return None
+
+    def _count(self) -> None:
+        self.param_groups[0]["steps_done"] += 1
+
+    @torch.no_grad()
+    def _apply(self, rates: tuple[float, ...], active: tuple[bool, ...]) -> None:
+        """The device work of one step with these rates, updating the `active` jobs."""
+        params = self.param_groups[0]["params"]
         plain = all(job.plain and not job.nesterov for job in self.jobs)
         if len(set(rates)) == 1 and all(active) and plain:  # the solo optimizer's own calls
             grads = [p.grad for p in params]
@@ -136,7 +155,7 @@ class StackedSGD(torch.optim.Optimizer):
             else:
                 plain_step(params, grads, rates[0])
         elif self.lecture:
-            self._lecture_step(params, rates)
+            self._lecture_step(params, rates, active)
         else:
             calls: dict[tuple[Any, ...], list[int]] = {}
             for j, job in enumerate(self.jobs):
@@ -144,7 +163,6 @@ class StackedSGD(torch.optim.Optimizer):
                     calls.setdefault((rates[j], *job.settings()), []).append(j)
             for jobs in calls.values():
                 self._sgd(params, jobs, rates[jobs[0]])
-        group["steps_done"] += 1
 
     def _rows(self, params: list[torch.Tensor], jobs: list[int]) -> list[tuple[int, int, int]]:
         """(parameter index, job, its row) for each of `jobs`' slices: a parameter only some
@@ -192,19 +210,35 @@ class StackedSGD(torch.optim.Optimizer):
         for _, j, _ in rows:
             started[j] = True
 
-    def _lecture_step(self, params: list[torch.Tensor], rates: list[float]) -> None:
-        device, dtype = params[0].device, params[0].dtype
-        neg = torch.tensor([-r for r in rates], dtype=dtype).to(device, non_blocking=True)
-        scales = [_per_job(self._of(neg, i), p) for i, p in enumerate(params)]
-        active = self.active
-        if bool(active.all()):
+    def _lecture_step(
+        self, params: list[torch.Tensor], rates: tuple[float, ...], active: tuple[bool, ...]
+    ) -> None:
+        scales = self._on_device(("scales", rates), lambda: self._scales(params, rates))
+        if all(active):
             lecture_step(params, [p.grad for p in params], scales)
             return
-        mask = active.to(device)  # 0 * NaN is NaN: a frozen job's update is zeroed instead
+        # 0 * NaN is NaN: a frozen job's update is zeroed instead
+        masks = self._on_device(("masks", active), lambda: self._masks(params, active))
         updates = torch._foreach_mul([p.grad for p in params], scales)
-        masks = [_per_job(self._of(mask, i), u) for i, u in enumerate(updates)]
         kept = [torch.where(m, u, 0.0) for m, u in zip(masks, updates, strict=True)]
         torch._foreach_add_(params, kept)
+
+    def _on_device(self, key: tuple[Any, ...], make: Any) -> list[torch.Tensor]:
+        """Per-parameter tensors made once per `key` (on the parameters' device): a step then
+        copies nothing from the host, which a CUDA graph could not capture and which costs a
+        GPU step a wait."""
+        if key not in self._device_tensors:
+            self._device_tensors[key] = make()
+        return self._device_tensors[key]
+
+    def _scales(self, params: list[torch.Tensor], rates: tuple[float, ...]) -> list[torch.Tensor]:
+        device, dtype = params[0].device, params[0].dtype
+        neg = torch.tensor([-r for r in rates], dtype=dtype).to(device)
+        return [_per_job(self._of(neg, i), p) for i, p in enumerate(params)]
+
+    def _masks(self, params: list[torch.Tensor], active: tuple[bool, ...]) -> list[torch.Tensor]:
+        mask = torch.tensor(active, dtype=torch.bool).to(params[0].device)
+        return [_per_job(self._of(mask, i), p) for i, p in enumerate(params)]
 
     def _of(self, values: torch.Tensor, param: int) -> torch.Tensor:
         """Per-job `values` (N,) for the rows of parameter `param`."""

@@ -8,8 +8,9 @@ the checkpoint hooks. A subclass says only how its jobs' losses are computed and
 Lightning's per-batch machinery is paid once per chunk while `trainer.global_step` still counts
 optimizer steps, so `max_steps`, the learning-rate schedule, logging and the dynamics callback
 keep their meaning in optimizer steps. Most steps take the lean path (`lean_steps`): torch's
-backward and update directly, Lightning's step count advanced by hand; the steps a callback
-watches go through Lightning's optimizer wrapper, whose hooks it needs.
+backward and update directly, Lightning's step count advanced by hand (on a GPU, replayed from
+CUDA graphs: `training/graphs.py`); the steps a callback watches go through Lightning's
+optimizer wrapper, whose hooks it needs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from makemore_lab.data.chunks import Chunk, Drawn
 from makemore_lab.job_state import JOBS, JobState
-from makemore_lab.training.divergence import divergence
+from makemore_lab.network.optim import StepUpdate, Update
+from makemore_lab.training.divergence import stop_diverged
+from makemore_lab.training.graphs import StepGraphs, start_graphs
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LogPoint = tuple[int, list[float]]  # (step, each job's learning rate at that step)
@@ -51,13 +54,17 @@ class ChunkModule(L.LightningModule):
     """The loop over a chunk's optimizer steps for `n_jobs` jobs (see the module doc).
 
     Subclasses implement `job_losses` (the jobs' losses on one minibatch each), `chunk_update`
-    (the update without Lightning's wrapper), `rates` (each job's learning rate of the step about
-    to run) and `job_loggers`; `after_update` and `stop_jobs` are optional.
+    (the update without Lightning's wrapper), `next_update` and `graph_refusal` (for CUDA
+    graphs, `training/graphs.py`), `rates` (each job's learning rate of the step about to run)
+    and `job_loggers`; `after_update` and `stop_jobs` are optional.
     """
 
-    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+    def __init__(self, generators: Sequence[torch.Generator], cuda_graphs: bool = True) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self.cuda_graphs = cuda_graphs  # capture the lean steps on a CUDA device
+        self.graphs: StepGraphs | None = None
+        self.eager_reason: str | None = None  # why the lean steps are not captured
         self.generators = list(generators)  # each job's minibatch generator, in job order
         self.job_states = [JobState(sampler_state=g.get_state()) for g in self.generators]
         self.watched_steps: frozenset[int] = frozenset()
@@ -89,6 +96,14 @@ class ChunkModule(L.LightningModule):
         (gradients set, no closure, no hooks)."""
         raise NotImplementedError
 
+    def next_update(self) -> StepUpdate:
+        """The next lean step's update, split for capture (`network.optim.StepUpdate`)."""
+        raise NotImplementedError
+
+    def graph_refusal(self) -> str | None:
+        """Why this module's steps cannot be captured as CUDA graphs (None: they can)."""
+        raise NotImplementedError
+
     def rates(self, step: int) -> list[float]:
         """Each job's learning rate for optimizer step `step` (read before it runs)."""
         raise NotImplementedError
@@ -103,6 +118,14 @@ class ChunkModule(L.LightningModule):
         """Stop updating these jobs (their loss stopped being finite); others may go on."""
 
     # --- the loop ------------------------------------------------------------------------
+
+    def on_train_start(self) -> None:
+        lean = lean_steps(self.trainer)
+        self.graphs, self.eager_reason = start_graphs(self, lean, self.cuda_graphs)
+
+    def graph_note(self) -> str:
+        """How the lean steps ran, for metrics.json: captured as CUDA graphs, or why not."""
+        return self.graphs.note() if self.graphs else f"eager: {self.eager_reason or 'untrained'}"
 
     def training_step(self, batch: Chunk, batch_idx: int) -> None:
         xs, ys, drawn = batch  # (N, chunk, B, block), (N, chunk, B), the generators' states
@@ -126,25 +149,36 @@ class ChunkModule(L.LightningModule):
             watched = step in self.watched_steps
             if watched and self.before_watched is not None:
                 self.before_watched(step)
-            loss = self.job_losses(xs, ys, i, watched)
-            total = loss if loss.dim() == 0 else loss.sum()  # a sum of per-job means: each
-            if every > 0 and (step + 1) % every == 0:  # job's gradient is its own
+            if every > 0 and (step + 1) % every == 0:
                 points.append((step, self.rates(step)))
             # The lecture's order: clear the gradients, backward, update, then the schedule.
             if lean is not None and not watched:
-                for p in params:
-                    p.grad = None
-                total.backward()
-                update()
+                loss = self._lean_step(xs, ys, i, params, update)
                 lean.increment_by(1)  # what Lightning's wrapper counts: one optimizer step
             else:
+                loss = self.job_losses(xs, ys, i, watched)
                 optimizer = self.optimizers()
                 optimizer.zero_grad(set_to_none=True)
-                self.manual_backward(total)
+                self.manual_backward(loss if loss.dim() == 0 else loss.sum())
                 optimizer.step()
             self.after_update()
             losses.append(loss.detach())  # no arithmetic, no device sync per step
         return torch.stack(losses, dim=-1).view(self.n_jobs, n), points
+
+    def _lean_step(
+        self, xs: torch.Tensor, ys: torch.Tensor, i: int, params: list, update: Update
+    ) -> torch.Tensor:
+        """One step with torch's backward and the update called directly: replayed from its
+        CUDA graph where the steps are captured."""
+        if self.graphs is not None:
+            return self.graphs.step(xs, ys, i)
+        loss = self.job_losses(xs, ys, i, False)
+        for p in params:
+            p.grad = None
+        # a sum of per-job means: each job's gradient is its own
+        (loss if loss.dim() == 0 else loss.sum()).backward()
+        update()
+        return loss
 
     def end_chunk(
         self, first: int, values: list[list[float]], points: list[LogPoint], drawn: Drawn
@@ -156,7 +190,10 @@ class ChunkModule(L.LightningModule):
             for state, losses in zip(self.job_states, values, strict=True):
                 state.step0_loss = losses[0] if state.step0_loss is None else state.step0_loss
         training = [j for j, s in enumerate(self.job_states) if s.diverged is None]
-        self._check_finite(first, values)
+        # a job whose loss stopped being finite stops here (the driver records where)
+        stopped = stop_diverged(self.job_states, first, values)
+        if stopped:
+            self.stop_jobs(stopped)  # a group's other jobs train on
         for job in training:  # the chunk a job diverged in is logged: it trained to its end
             self._log_losses(job, first, values[job], points)
         alive = [v[-1] for v, s in zip(values, self.job_states, strict=True) if s.diverged is None]
@@ -164,21 +201,6 @@ class ChunkModule(L.LightningModule):
         self.log("train/loss", mean, prog_bar=True, logger=False)
         if not alive:
             self.trainer.should_stop = True  # every job diverged: nothing left to train
-
-    def _check_finite(self, first: int, values: list[list[float]]) -> None:
-        """Stop the jobs whose loss stopped being finite in this chunk, at its end, keeping
-        where (the driver records it); a group's other jobs train on."""
-        stopped = []
-        for job, (state, losses) in enumerate(zip(self.job_states, values, strict=True)):
-            if state.diverged is not None:
-                continue
-            state.diverged = divergence(first, losses, state.last_loss)
-            if state.diverged is None:
-                state.last_loss = losses[-1]
-            else:
-                stopped.append(job)
-        if stopped:
-            self.stop_jobs(stopped)
 
     def _log_losses(
         self, job: int, first: int, losses: list[float], points: list[LogPoint]
@@ -188,15 +210,11 @@ class ChunkModule(L.LightningModule):
         To the job's loggers directly rather than through `self.log`, whose x-axis is the
         number of Lightning batches, which a chunk of minibatches would make wrong.
         """
-        state, start = self.job_states[job], 0
-        for step, rates in points:
-            end = step - first + 1
-            window, state.window = state.window + losses[start:end], []
-            metrics = {"train/loss": sum(window) / len(window), "train/lr": rates[job]}
+        steps = [step for step, _ in points]
+        means = self.job_states[job].window_means(first, losses, steps)
+        for (step, mean), (_, rates) in zip(means, points, strict=True):
             for logger in self.job_loggers(job):
-                logger.log_metrics(metrics, step)
-            start = end
-        state.window += losses[start:]
+                logger.log_metrics({"train/loss": mean, "train/lr": rates[job]}, step)
 
     # --- validation: each job on the whole split, its loss summed, then divided once -------
 

@@ -10,9 +10,11 @@ and a uniform guess did not train.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from makemore_lab.errors import TrainingDiverged
+from makemore_lab.job_state import JobState
 
 
 def divergence(first: int, losses: list[float], last: float | None) -> dict[str, Any] | None:
@@ -28,6 +30,21 @@ def divergence(first: int, losses: list[float], last: float | None) -> dict[str,
         "last_finite": losses[bad - 1] if bad > 0 else last,
         "steps": first + len(losses),
     }
+
+
+def stop_diverged(states: Sequence[JobState], first: int, values: list[list[float]]) -> list[int]:
+    """After a chunk from step `first` (each job's losses `values`): the jobs whose loss stopped
+    being finite in it, each state keeping where; the others keep their last finite loss."""
+    stopped = []
+    for job, (state, losses) in enumerate(zip(states, values, strict=True)):
+        if state.diverged is not None:
+            continue
+        state.diverged = divergence(first, losses, state.last_loss)
+        if state.diverged is None:
+            state.last_loss = losses[-1]
+        else:
+            stopped.append(job)
+    return stopped
 
 
 def first_loss_hint(config: dict[str, Any]) -> tuple[str, str]:

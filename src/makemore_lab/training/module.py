@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import Logger
 from torch import nn
 
 from makemore_lab.job_state import job_hparams
-from makemore_lab.network.optim import direct_update
+from makemore_lab.network.optim import StepUpdate, direct_update, plain_update
 from makemore_lab.training.chunk_loop import ChunkModule
 
 
@@ -36,8 +36,9 @@ class MakemoreModule(ChunkModule):
         config: dict[str, Any] | None = None,
         vocab: str = "",
         compile: bool = False,
+        cuda_graphs: bool = True,
     ) -> None:
-        super().__init__([generator])
+        super().__init__([generator], cuda_graphs)
         self.save_hyperparameters(job_hparams(config, vocab, compile))
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -62,6 +63,20 @@ class MakemoreModule(ChunkModule):
         optimizer = self.optimizers().optimizer
         self._scheduler = self.lr_schedulers()  # stepped after every update
         return direct_update(optimizer) or optimizer.step
+
+    def next_update(self) -> StepUpdate:
+        next_update = plain_update(self.optimizers().optimizer)
+        assert next_update is not None, "graph_refusal refuses other optimizers"
+        return next_update()
+
+    def graph_refusal(self) -> str | None:
+        if self.compiled_loss is not None:
+            return "compile=true (torch.compile's step is not captured here)"
+        optimizer = self.optimizers().optimizer
+        if plain_update(optimizer) is None:
+            name = type(optimizer).__name__
+            return f"optim.optimizer is {name} with these settings (plain SGD only)"
+        return None
 
     def rates(self, step: int) -> list[float]:
         return [self.optimizers().param_groups[0]["lr"]]

@@ -55,6 +55,7 @@ class SoloEngine(Engine):
             config=job.config,
             vocab=datamodule.vocab.chars,
             compile=cfg.compile,
+            cuda_graphs=cfg.cuda_graphs,
         )
         if job.ckpt is not None:  # a foreign or damaged checkpoint stops us before training
             check_resumable(
