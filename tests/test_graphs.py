@@ -16,11 +16,14 @@ import lightning as L
 import pytest
 import torch
 
+from makemore_lab.errors import UserError
 from makemore_lab.network.model import MLP
 from makemore_lab.network.optim import LectureSGD, plain_update
+from makemore_lab.stacked.module import StackedModule
 from makemore_lab.stacked.network import StackedMLP, job_losses
 from makemore_lab.stacked.sgd import JobSGD, StackedSGD
 from makemore_lab.train import prepare_job, train, train_jobs
+from makemore_lab.training.graphs import StepGraphs
 
 VOCAB = 27
 
@@ -135,3 +138,31 @@ def test_a_solo_run_captures_plain_sgd_and_names_any_other_optimizer(
     refusal = Refusal()
     train_jobs([prepare_job(make_cfg(optim))], extra_callbacks=[refusal])
     assert refusal.said == reason if reason is None else refusal.said.startswith(reason)
+
+
+def test_a_capture_torch_refuses_stops_the_run_naming_the_cause_and_the_way_on(
+    monkeypatch,
+) -> None:
+    # No CUDA here: the stream and graph are stand-ins, and the capture fails as torch's does
+    # when a captured op is not allowed (the body's error under the capture's own).
+    class Capture:
+        def __enter__(self) -> None:
+            try:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            except RuntimeError:
+                raise RuntimeError("CUDA error: operation failed due to a previous error")  # noqa: B904
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    monkeypatch.setattr(torch.cuda, "graph", lambda graph: Capture())
+    net, sgd = stacked(True, [JobSGD(0.1), JobSGD(0.1)])
+    module = StackedModule(net, sgd.jobs, True, [torch.Generator()] * 2, [[], []])
+    graphs = StepGraphs(module)
+    with pytest.raises(UserError) as raised:
+        graphs._capture(sgd.next_update())
+    said = str(raised.value)
+    assert "(operation not permitted when stream is capturing)" in said
+    assert "cuda_graphs=false" in said and "resume=true" in said and "\n" not in said

@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import FAST, ROOT, on_file, run_cli
-from makemore_lab.launcher.grouping import choose_grouping, group_jobs
+from makemore_lab.launcher.grouping import choose_grouping, group_jobs, split_to_fill
 from test_dynamics import OFFLINE
 
 HEADLINE = ["model.batchnorm=true,false", "init.gain=1,5/3"]
@@ -52,8 +52,9 @@ def two_sweeps(names_file: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     basic = sweep(names_file, tmp / "basic", *HEADLINE)
     figures = "callbacks.dynamics.figures=true"  # the basic sweep: its numbers, not its figures
     mixed = "hydra.launcher.mixed_layers=true"  # BatchNorm on and off in one group
+    whole = "hydra.launcher.split_groups=false"  # not halves, one per core
     stacked = sweep(
-        names_file, tmp / "stacked", *HEADLINE, "hydra/launcher=stacked", figures, mixed
+        names_file, tmp / "stacked", *HEADLINE, "hydra/launcher=stacked", figures, mixed, whole
     )
     assert basic.returncode == 0, basic.stderr[-3000:]
     assert stacked.returncode == 0, stacked.stderr[-3000:]
@@ -185,6 +186,33 @@ def test_jobs_of_other_layers_share_a_group_where_that_is_faster(
 
 
 @pytest.mark.parametrize(
+    ("split", "slots", "trainer", "local", "groups"),
+    [
+        ("auto", 2, "cpu", True, [[0, 1, 2], [3, 4]]),  # halves fill the two cores
+        ("auto", 4, "cpu", True, [[0], [1], [2], [3, 4]]),  # the first largest first
+        ("auto", 8, "cpu", True, [[0], [1], [2], [3], [4]]),  # no more groups than jobs
+        ("auto", 1, "cpu", True, [[0, 1, 2, 3, 4]]),  # one at a time: one group
+        ("auto", 2, "gpu", True, [[0, 1, 2, 3, 4]]),  # a GPU's step: its largest job's
+        ("auto", 2, "cpu", False, [[0, 1, 2, 3, 4]]),  # SLURM: a task per group, as it was
+        (True, 2, "cpu", False, [[0, 1, 2], [3, 4]]),
+        (False, 2, "cpu", True, [[0, 1, 2, 3, 4]]),
+    ],
+)
+def test_a_group_is_split_so_that_every_process_trains_one_on_a_cpu(
+    split, slots: int, trainer: str, local: bool, groups: list
+) -> None:
+    cfgs = configs(*([f"seed={seed}", f"trainer={trainer}"] for seed in range(5)))
+    grouping = split_to_fill(group_jobs(cfgs), cfgs, split, slots, local)
+    assert grouping.groups == groups
+    if len(groups) > 1:
+        assert "hydra.launcher.split_groups=false keeps them together" in grouping.note
+    if [3] in groups:  # a job split off alone says why
+        assert (
+            grouping.alone[3] == f"split from its group to train beside it ({slots} groups at once)"
+        )
+
+
+@pytest.mark.parametrize(
     "signum",
     # three sweeps and two signals, a minute of CPU: `make test-all` (CI) runs both
     [pytest.param(s, marks=pytest.mark.slow) for s in (signal.SIGINT, signal.SIGTERM)],
@@ -263,6 +291,7 @@ def test_every_job_of_a_stacked_sweep_is_its_own_wandb_run(names_file, tmp_path)
     pytest.importorskip("wandb")
     out = tmp_path / "sweep"
     four = ["seed=1,2", "init.gain=1,5/3", "logger=[csv,wandb]", "hydra/launcher=stacked"]
+    four.append("hydra.launcher.split_groups=false")  # one group of four
     result = run_cli(
         "train.py", "-m", *on_file(names_file), *FAST, *four, f"hydra.sweep.dir={out}", env=OFFLINE
     )
@@ -294,6 +323,7 @@ def test_optuna_stacks_each_batch_of_trials(names_file: Path, tmp_path: Path) ->
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.n_jobs=2",  # two trials at a time: stacked
         "hydra/launcher=stacked",
+        "hydra.launcher.split_groups=false",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     printed = result.stdout + result.stderr

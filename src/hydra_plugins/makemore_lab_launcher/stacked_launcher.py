@@ -23,9 +23,11 @@ class StackedLauncher(Launcher):
         executor: str = "local",
         slurm: DictConfig | None = None,
         mixed_layers: bool | str = "auto",
+        split_groups: bool | str = "auto",
     ) -> None:
         self.n_jobs = n_jobs  # groups at once, each in its own process (-1: one per core)
         self.mixed_layers = mixed_layers  # jobs of other BatchNorm / activation layers together
+        self.split_groups = split_groups  # a group split to train n_jobs at once (CPU)
         self.executor = executor  # local: processes here; slurm: one array element per group
         self.slurm = slurm  # the SLURM resources of a group (conf/hydra/launcher/stacked_slurm)
         self.config: DictConfig | None = None

@@ -143,6 +143,7 @@ LAUNCHER_CHECKS: dict[str, Check] = {
     # the stacked launcher's: its groups as processes here, or as SLURM array elements
     "executor": lambda v: None if v in ("local", "slurm") else "local or slurm",
     "mixed_layers": lambda v: None if v in (True, False, "auto") else "true, false or auto",
+    "split_groups": lambda v: None if v in (True, False, "auto") else "true, false or auto",
     # submitit's: null leaves the cluster's default
     "timeout_min": optional(POSITIVE_INT),
     "cpus_per_task": optional(POSITIVE_INT),

@@ -260,3 +260,30 @@ def on_gpu(cfg: DictConfig) -> bool:
 
         return torch.cuda.is_available()
     return False
+
+
+def split_to_fill(
+    grouping: Grouping, cfgs: Sequence[DictConfig], split: Any, slots: int, local: bool
+) -> Grouping:
+    """The groups split in halves, the largest first, until `slots` of them train at once
+    (`split`: true, false, or auto: on a CPU of this machine). On a CPU a group's step costs
+    about the sum of its jobs', so halves on two cores take about half the time; a GPU's step
+    costs about its largest job's, and a SLURM task gets its own cores, so auto leaves them."""
+    if split is False or (split == "auto" and (not local or on_gpu(cfgs[0]))):
+        return grouping
+    groups = [list(g) for g in grouping.groups]
+    while len(groups) < slots and max(len(g) for g in groups) > 1:
+        largest = max(groups, key=len)  # the first of the largest
+        i, half = groups.index(largest), (len(largest) + 1) // 2
+        groups[i : i + 1] = [largest[:half], largest[half:]]
+    if len(groups) == len(grouping.groups):
+        return grouping
+    why = f"split from its group to train beside it ({slots} groups at once)"
+    alone = {g[0]: why for g in groups if len(g) == 1} | grouping.alone
+    note = (
+        f"stackable jobs split into {len(groups)} groups to train {slots} at once on the CPU "
+        f"(hydra.launcher.split_groups=false keeps them together; hydra.launcher.n_jobs says "
+        f"how many at once)"
+    )
+    notes = [n for n in (grouping.note, note) if n is not None]
+    return Grouping(groups, alone, "; ".join(notes))

@@ -31,7 +31,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from makemore_lab.launcher.grouping import Grouping, choose_grouping
+from makemore_lab.launcher.grouping import Grouping, choose_grouping, split_to_fill
 from makemore_lab.launcher.processes import Task, run_parallel
 from makemore_lab.launcher.slurm import Lost, run_on_slurm
 from makemore_lab.runs import claim as run_claim
@@ -76,6 +76,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     on_slurm = launcher.executor == "slurm"
     slots = (launcher.slurm.get("array_parallelism") or len(configs)) if on_slurm else n_jobs
     grouping = choose_grouping(configs, launcher.mixed_layers, slots)
+    grouping = split_to_fill(grouping, configs, launcher.split_groups, slots, not on_slurm)
     groups = grouping.groups
     describe(grouping, configs)
     side_by_side = n_jobs > 1 and len(groups) > 1

@@ -9,7 +9,8 @@ captured per kind of step, the `StepUpdate.key` (each job's learning rate, which
 a schedule's milestone or a diverged job means one more graph, and the arithmetic stays the
 eager step's, bit for bit. The optimizer's host bookkeeping runs after each replay, and each
 loss is copied out, so the loop still reads a chunk's losses once. The first steps of each
-kind run eagerly on a side stream, as torch asks before a capture (they are real steps).
+kind run eagerly on a side stream, as torch asks before a capture (they are real steps). A
+failed capture stops the run with its cause and `cuda_graphs=false` as the way on.
 Watched steps (the dynamics callback's) never come here: they run eagerly, with its hooks.
 """
 
@@ -22,12 +23,14 @@ from typing import Any
 
 import torch
 
+from makemore_lab.errors import UserError
 from makemore_lab.network.optim import StepUpdate
 
 log = logging.getLogger(__name__)
 
 WARMUP = 3  # eager steps of a kind before its capture
 MAX_GRAPHS = 16  # kinds of step captured; a schedule with more rates trains the rest eagerly
+MAX_KINDS = 64  # kinds of step seen: beyond, a schedule's rates do not repeat (no more captures)
 
 
 def graph_refusal(module: Any, lean: Any, enabled: bool) -> str | None:
@@ -62,7 +65,7 @@ class StepGraphs:
         self.graphs: dict[Hashable, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.seen: Counter[Hashable] = Counter()
         self.replayed = self.eager = 0
-        self.failed: str | None = None  # a capture torch refused: every step eager from then
+        self.stopped: str | None = None  # why new kinds of step are no longer captured
         self.x: torch.Tensor | None = None  # the static minibatch: (N, 1, B, block)
         self.y: torch.Tensor | None = None
         self.side = torch.cuda.Stream(device=module.device)
@@ -81,27 +84,33 @@ class StepGraphs:
             self.replayed += 1
         elif self._capturing(update.key):
             loss = self._capture(update)
+            self.replayed += 1
         else:
-            self.seen[update.key] += 1
-            loss = self._on_side_stream(update)
+            loss = self._eager(update)
             self.eager += 1
         update.done()
         return loss.clone()  # the graph's output is overwritten by its next replay
 
     def note(self) -> str:
         """What metrics.json says of the run's steps."""
-        if self.failed is not None:
-            return f"eager after a capture failed: {self.failed}"
-        return (
+        note = (
             f"captured: {len(self.graphs)} graph(s), {self.replayed} steps replayed, "
-            f"{self.eager} eager (before a capture)"
+            f"{self.eager} eager"
         )
+        return note + (f" ({self.stopped})" if self.stopped else " (before a capture)")
 
     def _capturing(self, key: Hashable) -> bool:
-        """Capture this kind now: warmed up, room for one more graph, no capture failed."""
-        if self.failed is not None or len(self.graphs) >= MAX_GRAPHS:
-            return False
-        return self.seen[key] >= WARMUP
+        """Capture this kind now: warmed up, and a graph for it is worth keeping."""
+        if self.stopped is None and len(self.graphs) >= MAX_GRAPHS:
+            self._stop(f"more than {MAX_GRAPHS} kinds of step")
+        elif self.stopped is None and len(self.seen) > MAX_KINDS:
+            self._stop(f"more than {MAX_KINDS} kinds of step, most never repeated")
+        return self.stopped is None and self.seen[key] >= WARMUP
+
+    def _stop(self, why: str) -> None:
+        # a schedule whose rate changes at almost every step gives kinds that never repeat
+        self.stopped = f"{why}: the rates change too often for graphs"
+        log.warning("cuda_graphs: new kinds of step run eagerly from here: %s", self.stopped)
 
     def _forward_backward_update(self, update: StepUpdate) -> torch.Tensor:
         assert self.x is not None and self.y is not None
@@ -115,8 +124,13 @@ class StepGraphs:
         for p in self.params:
             p.grad = None
 
-    def _on_side_stream(self, update: StepUpdate) -> torch.Tensor:
-        """One eager step on a side stream: torch's warm-up before a capture, and a real step."""
+    def _eager(self, update: StepUpdate) -> torch.Tensor:
+        """One eager step: on a side stream while it warms a kind up for its capture (as torch
+        asks), on the current stream once no more kinds are captured."""
+        if self.stopped is not None:
+            self._clear_grads()
+            return self._forward_backward_update(update)
+        self.seen[update.key] += 1
         current = torch.cuda.current_stream(self.module.device)
         self.side.wait_stream(current)
         with torch.cuda.stream(self.side):
@@ -127,23 +141,23 @@ class StepGraphs:
         return loss
 
     def _capture(self, update: StepUpdate) -> torch.Tensor:
-        """Capture this kind of step (recording runs nothing), then replay it for this step;
-        where torch refuses the capture, this step and every later one run eagerly."""
+        """Capture this kind of step (recording runs nothing), then replay it for this step.
+
+        A failed capture leaves torch's allocator and streams in a state it cannot undo in the
+        same process, so the run stops here with the cause (its checkpoints are kept)."""
         self._clear_grads()
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 loss = self._forward_backward_update(update)
         except RuntimeError as err:
-            self.failed = str(err).splitlines()[0]
-            log.warning(
-                "cuda_graphs: capturing a training step failed (%s); the remaining steps run "
-                "eagerly (cuda_graphs=false skips the attempt)",
-                self.failed,
-            )
-            self.eager += 1
-            return self._on_side_stream(update)
+            cause = str(err.__context__ or err).splitlines()[0]
+            raise UserError(
+                f"cuda_graphs: capturing a training step as a CUDA graph failed ({cause}). "
+                "torch cannot go on training in this process after a failed capture. Run the "
+                "command again with cuda_graphs=false, which trains these steps eagerly (the "
+                "run's last checkpoint is kept: resume=true continues from it)."
+            ) from err
         self.graphs[update.key] = (graph, loss)
         graph.replay()
-        self.replayed += 1
         return loss
