@@ -5,7 +5,9 @@
 
 16 jobs of the default config (`seed=range(1,17)`), `--steps` (3,000) each, run through
 the real CLI in one run of this script: `hydra/launcher=stacked_slurm` (the 16 jobs stack: one
-task, with `--stacked-cpus` cores and as many torch threads: 1, then 2 by default) and
+task, with `--stacked-cpus` cores and as many torch threads: 1, then 2 by default), the same
+group split into `--split-tasks` (2) stacked tasks of one core each
+(`hydra.launcher.split_groups=true`, as many in `slurm.array_parallelism`), and
 `hydra/launcher=slurm` (submitit: one task per job, `cpus_per_task=1`, as many at once as the
 node's cores allow). Measures each command's wall time, submission to summary, and checks that
 every sweep gives every job the same val loss. Prints one JSON line last, with
@@ -73,6 +75,14 @@ def run_sweeps(args: argparse.Namespace, tmp: Path, env: dict[str, str]) -> dict
         seconds[f"stacked_{cpus}cpu"] = sweep_seconds(
             [*grid, *stacked, *cores], tmp / f"stacked_{cpus}cpu", env
         )
+    for tasks in args.split_tasks:  # the group split in `tasks` stacked tasks of one core
+        split = [
+            "hydra.launcher.split_groups=true",
+            f"hydra.launcher.slurm.array_parallelism={tasks}",
+        ]
+        seconds[f"stacked_{tasks}tasks"] = sweep_seconds(
+            [*grid, *stacked, *split], tmp / f"stacked_{tasks}tasks", env
+        )
     seconds["per_job"] = sweep_seconds([*grid, *per_job], tmp / "per_job", env)
     return seconds
 
@@ -83,6 +93,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--partition", default="local")
     parser.add_argument("--stacked-cpus", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--split-tasks", type=int, nargs="*", default=[2])
     parser.add_argument("--data", default=str(ROOT / "data" / "names.txt"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
