@@ -139,10 +139,12 @@ def slurm_command(slurm: dict[str, str], *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def uninterrupted(names_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The preempted sweep's reference: the same group trained through without a stop."""
+    """The preempted sweep's reference: the same group trained through without a stop (one
+    group, as on SLURM, not split over this machine's cores)."""
     out = tmp_path_factory.mktemp("uninterrupted")
     args = ["train.py", "-m", *on_file(names_file), *FAST, *LONG, "init.gain=1,5/3"]
-    result = run_cli(*args, "hydra/launcher=stacked", f"hydra.sweep.dir={out}")
+    args += ["hydra/launcher=stacked", "hydra.launcher.split_groups=false"]
+    result = run_cli(*args, f"hydra.sweep.dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
