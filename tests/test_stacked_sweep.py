@@ -207,9 +207,8 @@ def test_a_group_is_split_so_that_every_process_trains_one_on_a_cpu(
     if len(groups) > 1:
         assert "hydra.launcher.split_groups=false keeps them together" in grouping.note
     if [3] in groups:  # a job split off alone says why
-        assert (
-            grouping.alone[3] == f"split from its group to train beside it ({slots} groups at once)"
-        )
+        at_once = min(slots, len(groups))
+        assert grouping.alone[3] == f"split from its group so that {at_once} groups train at once"
 
 
 @pytest.mark.parametrize(
@@ -347,3 +346,24 @@ def test_two_groups_of_four_side_by_side_return_every_job(names_file, tmp_path) 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "makemore-lab: all 8 jobs completed" in result.stdout
     assert "2 groups" in result.stdout + result.stderr
+
+
+def test_a_cpu_sweep_splits_its_group_over_the_processes_with_the_same_numbers(
+    names_file: Path, tmp_path: Path
+) -> None:
+    four = ["seed=1,2,3,4", "hydra/launcher=stacked"]  # n_jobs=2: two groups at once
+    split = sweep(names_file, tmp_path / "split", *four)
+    whole = sweep(names_file, tmp_path / "whole", *four, "hydra.launcher.split_groups=false")
+    assert split.returncode == 0, split.stderr[-3000:]
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    printed = split.stdout + split.stderr
+    assert "stacked launcher: 4 jobs in 2 groups\n" in printed
+    assert "#0, #1: 2 jobs stacked" in printed and "#2, #3: 2 jobs stacked" in printed
+    assert "hydra.launcher.split_groups=false keeps them together" in printed
+    jobs = sorted(p.name for p in (tmp_path / "split").glob("[0-9]_*"))
+    assert len(jobs) == 4
+    for job in jobs:
+        a = json.loads((tmp_path / "split" / job / "metrics.json").read_text())
+        b = json.loads((tmp_path / "whole" / job / "metrics.json").read_text())
+        assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, job
+        assert (a["stacked_group"]["jobs"], b["stacked_group"]["jobs"]) == (2, 4)

@@ -10,6 +10,7 @@ alone, named in the sweep's listing (`#4 alone: optim.scheduler is CosineAnneali
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -278,12 +279,20 @@ def split_to_fill(
         groups[i : i + 1] = [largest[:half], largest[half:]]
     if len(groups) == len(grouping.groups):
         return grouping
-    why = f"split from its group to train beside it ({slots} groups at once)"
+    at_once = min(slots, len(groups))
+    knob = "hydra.launcher.n_jobs" if local else "hydra.launcher.slurm.array_parallelism"
+    why = f"split from its group so that {at_once} groups train at once"
     alone = {g[0]: why for g in groups if len(g) == 1} | grouping.alone
     note = (
-        f"stackable jobs split into {len(groups)} groups to train {slots} at once on the CPU "
-        f"(hydra.launcher.split_groups=false keeps them together; hydra.launcher.n_jobs says "
-        f"how many at once)"
+        f"stackable jobs split into {len(groups)} groups, {at_once} training at once ({knob} "
+        f"says how many; hydra.launcher.split_groups=false keeps them together)"
     )
     notes = [n for n in (grouping.note, note) if n is not None]
     return Grouping(groups, alone, "; ".join(notes))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or a job's share, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -14,7 +14,6 @@ a solo run's, so the sweep's summary, the table and TensorBoard read it unchange
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -31,7 +30,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from makemore_lab.launcher.grouping import Grouping, choose_grouping, split_to_fill
+from makemore_lab.launcher.grouping import Grouping, choose_grouping, split_to_fill, usable_cores
 from makemore_lab.launcher.processes import Task, run_parallel
 from makemore_lab.launcher.slurm import Lost, run_on_slurm
 from makemore_lab.runs import claim as run_claim
@@ -72,7 +71,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
         with open_dict(cfg):
             cfg.hydra.job.id = cfg.hydra.job.num = idx
         configs.append(cfg)
-    n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else (os.cpu_count() or 1)
+    n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else usable_cores()
     on_slurm = launcher.executor == "slurm"
     slots = (launcher.slurm.get("array_parallelism") or len(configs)) if on_slurm else n_jobs
     grouping = choose_grouping(configs, launcher.mixed_layers, slots)

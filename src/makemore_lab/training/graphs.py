@@ -45,10 +45,30 @@ def graph_refusal(module: Any, lean: Any, enabled: bool) -> str | None:
     return module.graph_refusal()
 
 
+FAILED: list[str] = []  # a capture torch refused in this process (its cause)
+
+
+def capture_failed(cause: str) -> UserError:
+    """The error of a failed capture: the run (and the process) cannot go on with graphs."""
+    return UserError(
+        f"cuda_graphs: capturing a training step as a CUDA graph failed ({cause}). torch cannot "
+        "go on training in this process after a failed capture. Run the command again with "
+        "cuda_graphs=false, which trains these steps eagerly (with resume=true it continues "
+        "from the run's last checkpoint where one was written)."
+    )
+
+
+def steps_note(graphs: StepGraphs | None, why: str | None) -> str:
+    """How a run's lean steps ran, for metrics.json: captured as CUDA graphs, or why not."""
+    return graphs.note() if graphs is not None else f"eager: {why or 'not trained'}"
+
+
 def start_graphs(module: Any, lean: Any, enabled: bool) -> tuple[StepGraphs | None, str | None]:
     """At the start of training: the module's `StepGraphs`, or None and why its steps run
     eagerly (said once where a GPU trains)."""
     why = graph_refusal(module, lean, enabled)
+    if why is None and FAILED:  # torch cannot capture in this process any more
+        raise capture_failed(FAILED[0])
     if why is None:
         return StepGraphs(module), None
     if module.device.type == "cuda":
@@ -92,7 +112,9 @@ class StepGraphs:
         return loss.clone()  # the graph's output is overwritten by its next replay
 
     def note(self) -> str:
-        """What metrics.json says of the run's steps."""
+        """What metrics.json says of the run's lean steps (the watched ones are eager)."""
+        if not self.graphs:
+            return f"eager: no kind of step reached its capture ({self.eager} lean steps)"
         note = (
             f"captured: {len(self.graphs)} graph(s), {self.replayed} steps replayed, "
             f"{self.eager} eager"
@@ -144,20 +166,16 @@ class StepGraphs:
         """Capture this kind of step (recording runs nothing), then replay it for this step.
 
         A failed capture leaves torch's allocator and streams in a state it cannot undo in the
-        same process, so the run stops here with the cause (its checkpoints are kept)."""
+        same process, so the run stops here with the cause, and later runs of this process
+        (a sweep's next groups) stop before training."""
         self._clear_grads()
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 loss = self._forward_backward_update(update)
         except RuntimeError as err:
-            cause = str(err.__context__ or err).splitlines()[0]
-            raise UserError(
-                f"cuda_graphs: capturing a training step as a CUDA graph failed ({cause}). "
-                "torch cannot go on training in this process after a failed capture. Run the "
-                "command again with cuda_graphs=false, which trains these steps eagerly (the "
-                "run's last checkpoint is kept: resume=true continues from it)."
-            ) from err
+            FAILED.append(str(err.__context__ or err).splitlines()[0])
+            raise capture_failed(FAILED[0]) from err
         self.graphs[update.key] = (graph, loss)
         graph.replay()
         return loss
