@@ -30,6 +30,7 @@ from makemore_lab.runs.summary import end_summary
 from makemore_lab.training.divergence import blew_up, diverged
 from makemore_lab.training.engine import Engine
 from makemore_lab.training.evaluation import SPLITS, Losses, eval_threads, split_losses
+from makemore_lab.training.graphs import steps_note
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def finish_job(
         vocab_size=vocab.size,
     )
     metrics["eval_threads"] = evaluation.threads
-    metrics["cuda_graphs"] = engine.module.graph_note()
+    metrics["cuda_graphs"] = steps_note(engine.module.graphs, engine.module.eager_reason)
     metrics["diagnosis"] = diagnosis_of(engine.trainer, job)
     if len(engine.jobs) > 1:
         metrics["stacked_group"] = {"jobs": len(engine.jobs), "index": job}

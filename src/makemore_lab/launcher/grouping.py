@@ -10,7 +10,6 @@ alone, named in the sweep's listing (`#4 alone: optim.scheduler is CosineAnneali
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -289,10 +288,3 @@ def split_to_fill(
     )
     notes = [n for n in (grouping.note, note) if n is not None]
     return Grouping(groups, alone, "; ".join(notes))
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container's or a job's share, not the host's)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1

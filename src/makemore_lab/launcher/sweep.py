@@ -30,7 +30,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from makemore_lab.launcher.grouping import Grouping, choose_grouping, split_to_fill, usable_cores
+from makemore_lab.launcher.grouping import Grouping, choose_grouping, split_to_fill
 from makemore_lab.launcher.processes import Task, run_parallel
 from makemore_lab.launcher.slurm import Lost, run_on_slurm
 from makemore_lab.runs import claim as run_claim
@@ -40,6 +40,7 @@ from makemore_lab.runs.failures import handle_job_error
 from makemore_lab.runs.job import Job
 from makemore_lab.train import prepare_job, train_jobs
 from makemore_lab.training.console import quiet_lightning
+from makemore_lab.training.evaluation import usable_cores
 
 log = logging.getLogger(__name__)
 

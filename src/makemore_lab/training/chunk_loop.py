@@ -29,7 +29,7 @@ from makemore_lab.data.chunks import Chunk, Drawn
 from makemore_lab.job_state import JOBS, JobState
 from makemore_lab.network.optim import StepUpdate, Update
 from makemore_lab.training.divergence import stop_diverged
-from makemore_lab.training.graphs import StepGraphs, start_graphs, steps_note
+from makemore_lab.training.graphs import StepGraphs, start_graphs
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LogPoint = tuple[int, list[float]]  # (step, each job's learning rate at that step)
@@ -122,9 +122,6 @@ class ChunkModule(L.LightningModule):
     def on_train_start(self) -> None:
         lean = lean_steps(self.trainer)
         self.graphs, self.eager_reason = start_graphs(self, lean, self.cuda_graphs)
-
-    def graph_note(self) -> str:
-        return steps_note(self.graphs, self.eager_reason)  # for metrics.json
 
     def training_step(self, batch: Chunk, batch_idx: int) -> None:
         xs, ys, drawn = batch  # (N, chunk, B, block), (N, chunk, B), the generators' states

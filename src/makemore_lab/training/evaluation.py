@@ -29,8 +29,11 @@ def eval_threads(configured: int | None, device: torch.device) -> int:
     CPU, one on a GPU (whose kernels queue on one stream: threads would only wait there)."""
     if configured:
         return int(configured)
-    if device.type != "cpu":
-        return 1
+    return usable_cores() if device.type == "cpu" else 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or a job's share, not the host's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
