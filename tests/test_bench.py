@@ -92,3 +92,11 @@ def test_the_startup_benchmark_splits_a_job_into_before_fit_and_after(names_file
     parts = ("before_first_step", "fit", "rest")
     assert all(report[f"job_{p}_s"] > 0 for p in parts)
     assert abs(sum(report[f"job_{p}_s"] for p in parts) - report["job_process_s"]) < 0.05
+
+
+def test_the_figures_benchmark_draws_a_jobs_eight_figures_in_a_worker_and_logs_them() -> None:
+    result = run_cli("-m", "benchmarks.figures", "--repeats", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["figures"] == 8
+    assert report["worker_seconds_per_job"] > 0 and report["training_process_seconds_per_job"] > 0

@@ -279,7 +279,8 @@ def test_figures_drawn_by_worker_processes_are_the_ones_drawn_in_the_run(
     make_cfg, tmp_path: Path
 ) -> None:
     """The figure pool draws off the training process; the PNGs and TensorBoard's images are
-    byte for byte what drawing them in the training process gives."""
+    byte for byte what drawing them in the training process gives, and TensorBoard holds each
+    figure's PNG file as it is (encoded once)."""
     runs = {}
     for workers in (0, 2):
         run = tmp_path / f"workers{workers}"
@@ -297,6 +298,8 @@ def test_figures_drawn_by_worker_processes_are_the_ones_drawn_in_the_run(
         runs[workers] = ({p.name: p.read_bytes() for p in (run / "figures").glob("*.png")}, logged)
     assert len(runs[0][0]) == 8 and len(runs[0][1]) == 8
     assert runs[2] == runs[0]
+    files, logged = runs[0]
+    assert {f"figures/{name.removesuffix('.png')}": png for name, png in files.items()} == logged
 
 
 def test_a_run_stopped_midway_keeps_the_figures_it_asked_for(make_cfg, tmp_path: Path) -> None:

@@ -267,5 +267,5 @@ class DynamicsReport:
         """`make(*args)` drawn once (by the pool), for `figures/<name>.png` and the loggers."""
         path = self.dirpath / "figures" / f"{name}.png"
         self.pool.submit(
-            make, args, path, lambda image: log_image(loggers, f"figures/{name}", image, step)
+            make, args, path, lambda png: log_image(loggers, f"figures/{name}", png, step)
         )
