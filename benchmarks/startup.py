@@ -1,6 +1,8 @@
 """What a command pays before it trains: `--help`, a refused command, a job's first step.
 
-Run from the repository root, as a module (`benchmarks` is a package there):
+Also: how long a stacked sweep of `--sweep-jobs` seeds takes to list its groups (Hydra has
+composed every job's config, the launcher grouped them). Run from the repository root, as a
+module (`benchmarks` is a package there):
 
     python -m benchmarks.startup                  # 3 repeats of each, one 3,000-step job
     python -m benchmarks.startup --root ../other  # another checkout's train.py and src/
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -83,15 +86,46 @@ def job_costs(root: Path, steps: int, out: Path, data: Path | None) -> dict[str,
     return {"process": wall, "before_first_step": before, "fit": fit, "rest": wall - before - fit}
 
 
+def sweep_listing(root: Path, jobs: int, out: Path, data: Path | None) -> float:
+    """Seconds before a `jobs`-seed stacked sweep lists its groups (Hydra composed every job,
+    the launcher grouped them); then the sweep is stopped."""
+    args = [
+        "-m",
+        f"seed=range(1,{jobs + 1})",
+        "hydra/launcher=stacked",
+        f"hydra.sweep.dir={out / 'sweep'}",
+        *([f"data.path={data}"] if data is not None else []),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    started = time.time()
+    with subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its group processes too are stopped below
+    ) as sweep:
+        assert sweep.stdout is not None
+        listed = next((line for line in sweep.stdout if "stacked launcher:" in line), None)
+        took = time.time() - started
+        os.killpg(sweep.pid, signal.SIGKILL)
+    if listed is None:
+        raise SystemExit(f"the {jobs}-job stacked sweep never listed its groups")
+    return took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to time")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--data", type=Path, default=None, help="names file (default: conf's)")
+    parser.add_argument("--sweep-jobs", type=int, default=16, help="jobs of the timed sweep")
     args = parser.parse_args()
     root = args.root.resolve()
-    seconds: dict[str, list[float]] = {"help": [], "refused": []}
+    seconds: dict[str, list[float]] = {"help": [], "refused": [], "sweep": []}
     with tempfile.TemporaryDirectory() as tmp:
         refused = [*REFUSED, f"hydra.run.dir={tmp}/refused"]  # its failure record goes there
         for _ in range(args.repeats):  # interleaved: this machine's speed drifts
@@ -99,11 +133,13 @@ def main() -> None:
                 _, took, result = timed(root, argv)
                 assert result.returncode == (0 if name == "help" else 2), result.stderr[-2000:]
                 seconds[name].append(took)
+            seconds["sweep"].append(sweep_listing(root, args.sweep_jobs, Path(tmp), args.data))
         job = job_costs(root, args.steps, Path(tmp), args.data)
     report = {
         "root": root.name,
         "help_s": round(statistics.median(seconds["help"]), 2),
         "refused_s": round(statistics.median(seconds["refused"]), 2),
+        f"sweep_of_{args.sweep_jobs}_listed_s": round(statistics.median(seconds["sweep"]), 2),
         **{f"job_{k}_s": round(v, 2) for k, v in job.items()},
         "steps": args.steps,
     }

@@ -84,11 +84,12 @@ def test_the_seeds_benchmark_times_both_ablations_and_the_table(names_file: Path
 
 @pytest.mark.slow  # three CLI commands and a 500-step run: `make test-all` runs it
 def test_the_startup_benchmark_splits_a_job_into_before_fit_and_after(names_file: Path) -> None:
-    args = ("--repeats", "1", "--steps", "500", "--data", str(names_file))
+    args = ("--repeats", "1", "--steps", "500", "--sweep-jobs", "2", "--data", str(names_file))
     result = run_cli("-m", "benchmarks.startup", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["steps"] == 500 and report["help_s"] > 0 and report["refused_s"] > 0
+    assert report["sweep_of_2_listed_s"] > 0
     parts = ("before_first_step", "fit", "rest")
     assert all(report[f"job_{p}_s"] > 0 for p in parts)
     assert abs(sum(report[f"job_{p}_s"] for p in parts) - report["job_process_s"]) < 0.05

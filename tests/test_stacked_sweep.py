@@ -19,8 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from conftest import FAST, ROOT, on_file, run_cli
+from makemore_lab.launcher.composing import composer
 from makemore_lab.launcher.grouping import choose_grouping, group_jobs, split_to_fill
 from test_dynamics import OFFLINE
 
@@ -81,6 +85,11 @@ def test_every_stacked_job_writes_what_its_solo_run_writes(two_sweeps) -> None:
         assert [line for line in overrides[0].splitlines() if "figures" not in line] == [
             line for line in overrides[1].splitlines() if "figures" not in line
         ]
+        # the config each job trained with: composed once by the stacked sweep (composing)
+        configs = [(run / job / ".hydra" / "config.yaml").read_text() for run in two_sweeps]
+        assert [line for line in configs[0].splitlines() if "figures:" not in line] == [
+            line for line in configs[1].splitlines() if "figures:" not in line
+        ]
         assert {p.name for p in (stacked / job / "figures").glob("*.png")} == FIGURES
         assert list((stacked / job / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -138,6 +147,31 @@ def test_a_diverging_job_is_recorded_and_its_group_trains_on(names_file, tmp_pat
 def configs(*jobs: list[str]) -> list:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return [compose("config", overrides=job) for job in jobs]
+
+
+def test_the_launch_takes_the_config_the_sweepers_check_composed() -> None:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        hydra_loader = GlobalHydra.instance().config_loader()
+        master = hydra_loader.load_configuration("config", ["seed=1"], RunMode.MULTIRUN)
+        composed: list[list[str]] = []
+
+        class Counted:
+            def load_sweep_config(self, master: DictConfig, overrides: list[str]) -> DictConfig:
+                composed.append(overrides)
+                return hydra_loader.load_sweep_config(master, overrides)
+
+        loader = composer(Counted())
+        assert composer(loader) is loader  # a second setup keeps one wrapper
+        checked = loader.load_sweep_config(master, ["seed=3", "init.gain=1"])  # the check
+        taken = loader.take(master, ("seed=3", "init.gain=1"))  # the launch
+        assert composed == [["seed=3", "init.gain=1"]]
+        assert taken is not checked and OmegaConf.to_yaml(taken) == OmegaConf.to_yaml(checked)
+        assert taken.seed == 3 and taken.hydra.overrides.task == ["seed=3", "init.gain=1"]
+        unchecked = loader.take(master, ("seed=4",))  # nothing kept for it: composed now
+        assert composed[-1] == ["seed=4"] and unchecked.seed == 4
+        loader.load_sweep_config(master, ["seed=5"])
+        loader.forget()  # a check no launch took is not kept
+        assert loader.take(master, ("seed=5",)).seed == 5 and composed[-1] == ["seed=5"]
 
 
 def test_jobs_stack_when_seed_init_learning_rate_or_their_norm_and_activation_differ() -> None:

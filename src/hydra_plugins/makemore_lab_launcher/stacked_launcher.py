@@ -13,6 +13,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from makemore_lab.launcher.composing import composer
+
 
 class StackedLauncher(Launcher):
     """Trains a multirun's jobs in stacked groups in this process (makemore_lab.launcher.sweep)."""
@@ -38,6 +40,8 @@ class StackedLauncher(Launcher):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        # The sweeper shares this context: the configs its check composes are kept for launch.
+        hydra_context.config_loader = composer(hydra_context.config_loader)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

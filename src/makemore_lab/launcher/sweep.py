@@ -65,13 +65,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     configs = []
+    loader = launcher.hydra_context.config_loader  # composing.ComposedOnce
     for idx, overrides in enumerate(job_overrides, start=first):
-        cfg = launcher.hydra_context.config_loader.load_sweep_config(
-            launcher.config, list(overrides)
-        )
+        cfg = loader.take(launcher.config, overrides)
         with open_dict(cfg):
             cfg.hydra.job.id = cfg.hydra.job.num = idx
         configs.append(cfg)
+    loader.forget()
     n_jobs = launcher.n_jobs if launcher.n_jobs > 0 else usable_cores()
     on_slurm = launcher.executor == "slurm"
     slots = (launcher.slurm.get("array_parallelism") or len(configs)) if on_slurm else n_jobs
