@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -172,6 +173,9 @@ def test_the_launch_takes_the_config_the_sweepers_check_composed() -> None:
         loader.load_sweep_config(master, ["seed=5"])
         loader.forget()  # a check no launch took is not kept
         assert loader.take(master, ("seed=5",)).seed == 5 and composed[-1] == ["seed=5"]
+        # SLURM pickles the launcher, its context and this loader with each array task
+        copied = pickle.loads(pickle.dumps(composer(hydra_loader)))
+        assert copied.get_search_path() is not None and copied.kept == {}
 
 
 def test_jobs_stack_when_seed_init_learning_rate_or_their_norm_and_activation_differ() -> None:
