@@ -17,6 +17,7 @@ table and, last, one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -110,7 +111,8 @@ def sweep_listing(root: Path, jobs: int, out: Path, data: Path | None) -> float:
         assert sweep.stdout is not None
         listed = next((line for line in sweep.stdout if "stacked launcher:" in line), None)
         took = time.time() - started
-        os.killpg(sweep.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have failed and gone
+            os.killpg(sweep.pid, signal.SIGKILL)
     if listed is None:
         raise SystemExit(f"the {jobs}-job stacked sweep never listed its groups")
     return took
