@@ -11,6 +11,7 @@ arithmetic exactly; the default `optim=sgd` keeps torch's optimizer.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -102,9 +103,11 @@ def plain_update(optimizer: torch.optim.Optimizer) -> Callable[[], StepUpdate] |
     if math is None:
         return None
 
+    done = partial(_called, optimizer)
+
     def next_update() -> StepUpdate:
         rates = tuple(group["lr"] for group in optimizer.param_groups)
-        return StepUpdate(rates, math, lambda: _called(optimizer))
+        return StepUpdate(rates, math, done)
 
     return next_update
 

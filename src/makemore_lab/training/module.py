@@ -48,6 +48,7 @@ class MakemoreModule(ChunkModule):
         # `on_before_optimizer_step` (the dynamics callback's) see them, with no recompilation.
         self.compiled_loss = torch.compile(self.minibatch_loss) if compile else None
         self._scheduler: Any = None
+        self._next_update: Callable[[], StepUpdate] | None = None
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.net(idx)
@@ -62,12 +63,12 @@ class MakemoreModule(ChunkModule):
     def chunk_update(self) -> Callable[[], None]:
         optimizer = self.optimizers().optimizer
         self._scheduler = self.lr_schedulers()  # stepped after every update
+        self._next_update = plain_update(optimizer)  # each captured step's (CUDA graphs)
         return direct_update(optimizer) or optimizer.step
 
     def next_update(self) -> StepUpdate:
-        next_update = plain_update(self.optimizers().optimizer)
-        assert next_update is not None, "graph_refusal refuses other optimizers"
-        return next_update()
+        assert self._next_update is not None, "graph_refusal refuses other optimizers"
+        return self._next_update()
 
     def graph_refusal(self) -> str | None:
         if self.compiled_loss is not None:
