@@ -57,8 +57,7 @@ def worker_seconds(render: ModuleType, figures: ModuleType, cases: list, out: Pa
     read, write = os.pipe()
     if (pid := os.fork()) == 0:
         started = time.perf_counter()
-        if hasattr(render, "_worker_start"):
-            render._worker_start()
+        render._worker_start()
         for i, (name, args) in enumerate(cases):
             render.draw(getattr(figures, name), args, out / f"{i}.png")
         os.write(write, repr(time.perf_counter() - started).encode())
